@@ -1,0 +1,148 @@
+"""CLI: ``python -m integration_tests.telecmi_simulator [--port 0 --port-file F ...]``.
+
+Serves generated call records in the foreground until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import threading
+from datetime import UTC, datetime
+
+from . import DEFAULT_PASSWORD, DEFAULT_TOKEN, DEFAULT_USER_ID
+from .data import CDR_ENDPOINTS, generate_calls, normalize_endpoint
+from .server import Simulator
+
+DEFAULT_END = "2026-01-01T00:00:00Z"
+
+
+def _parse_end(text: str) -> int:
+    s = text.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _write_port_file(path: str, port: int) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".port-", dir=directory)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{port}\n")
+    os.replace(tmp, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m integration_tests.telecmi_simulator",
+        description="HTTP simulator of the TeleCMI user REST API.",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 = any free port")
+    p.add_argument("--port-file", help="write the bound port here once listening")
+    p.add_argument("--calls", type=int, default=200, help="records per endpoint")
+    p.add_argument("--days", type=float, default=30, help="spread over D days")
+    p.add_argument("--end", default=DEFAULT_END, help="YYYY-MM-DDTHH:MM:SSZ")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--notes-ratio", type=float, default=0.2)
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument(
+        "--token", action="append", help=f"valid fixed token (default {DEFAULT_TOKEN})"
+    )
+    p.add_argument(
+        "--user",
+        action="append",
+        metavar="ID:PASSWORD",
+        help=f"login user (default {DEFAULT_USER_ID}:{DEFAULT_PASSWORD})",
+    )
+    p.add_argument("--error-placement", choices=("body", "status"), default="body")
+    p.add_argument("--edges", choices=("inclusive", "exclusive"), default="inclusive")
+    p.add_argument(
+        "--endpoints",
+        default=",".join(CDR_ENDPOINTS),
+        help="comma list of CDR endpoints to fill (paths or short names)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        end_ms = _parse_end(args.end)
+    except ValueError:
+        print(f"invalid --end {args.end!r}", file=sys.stderr)
+        return 2
+    start_ms = end_ms - int(args.days * 86_400_000)
+    endpoints = [normalize_endpoint(e) for e in args.endpoints.split(",") if e.strip()]
+    unknown = [e for e in endpoints if e not in CDR_ENDPOINTS]
+    if unknown:
+        print(f"unknown endpoints: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    users = {}
+    for spec in args.user or [f"{DEFAULT_USER_ID}:{DEFAULT_PASSWORD}"]:
+        user_id, sep, password = spec.partition(":")
+        if not sep or not user_id:
+            print(f"invalid --user {spec!r} (want ID:PASSWORD)", file=sys.stderr)
+            return 2
+        users[user_id] = password
+    tokens = args.token or [DEFAULT_TOKEN]
+    calls = {
+        ep: generate_calls(
+            args.calls, start_ms, end_ms, args.seed, ep, notes_ratio=args.notes_ratio
+        )
+        for ep in endpoints
+    }
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    sim = Simulator(
+        calls=calls,
+        users=users,
+        tokens=tokens,
+        error_placement=args.error_placement,
+        edges=args.edges,
+        latency_ms=args.latency_ms,
+        host=args.host,
+        port=args.port,
+    )
+    sim.start()
+    try:
+        if args.port_file:
+            _write_port_file(args.port_file, sim.port)
+        end_iso = datetime.fromtimestamp(end_ms / 1000, UTC)
+        print(
+            f"TeleCMI simulator on {sim.base_url} ({args.calls} calls per endpoint, "
+            f"{len(endpoints)} endpoints, {args.days:g} days to "
+            f"{end_iso:%Y-%m-%dT%H:%M:%SZ}, window ms [{start_ms}, {end_ms}], "
+            f"seed {args.seed}, tokens {','.join(tokens)}, users "
+            f"{','.join(users)}, errors in {args.error_placement}, "
+            f"{args.edges} edges, latency {args.latency_ms:g} ms)",
+            file=sys.stderr,
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sim.stop()
+        if args.port_file:
+            try:
+                os.remove(args.port_file)
+            except OSError:
+                pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

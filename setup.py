@@ -1,0 +1,29 @@
+"""Packaging for source-telecmi, the Airbyte source connector for TeleCMI call records."""
+
+from setuptools import find_packages, setup
+
+MAIN_REQUIREMENTS = [
+    # Bounded so an image built next month behaves like today's: 7.x only.
+    "airbyte-cdk>=7.39,<8",
+    "requests>=2.31,<3",
+    "jsonschema>=4.17,<5",
+]
+
+TEST_REQUIREMENTS = [
+    "pytest>=8,<10",
+    "ruff>=0.6",
+]
+
+setup(
+    name="source-telecmi",
+    version="0.1.0",
+    description="Airbyte source connector for TeleCMI call detail records.",
+    author="source-telecmi developers",
+    license="MIT",
+    python_requires=">=3.11,<3.14",
+    packages=find_packages(include=["source_telecmi", "source_telecmi.*"]),
+    install_requires=MAIN_REQUIREMENTS,
+    extras_require={"tests": TEST_REQUIREMENTS},
+    package_data={"source_telecmi": ["spec.json", "schemas/*.json", "schemas/shared/*.json"]},
+    entry_points={"console_scripts": ["source-telecmi=source_telecmi.run:run"]},
+)

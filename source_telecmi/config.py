@@ -1,0 +1,112 @@
+"""The connector's configuration, checked once, with a one-line reason for anything wrong."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+from urllib.parse import urlsplit
+
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_telecmi.telecmi import Credentials
+from source_telecmi.timeline import days_ms, format_ms, now_ms, parse_utc
+
+DEFAULT_API_URL = "https://rest.telecmi.com"
+DEFAULT_LOOKBACK_DAYS = 1
+DEFAULT_NUM_WORKERS = 4
+MOST_WORKERS = 32
+
+
+class ConfigError(AirbyteTracedException):
+    """A configuration the connector cannot run with; the message is the one-line reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(message=reason, internal_message=reason, failure_type=FailureType.config_error)
+
+
+@dataclass(frozen=True)
+class TelecmiConfig:
+    """What a sync needs to know, in the connector's own units (epoch ms)."""
+
+    credentials: Credentials
+    start: int
+    end: int
+    lookback_ms: int
+    api_url: str
+    num_workers: int
+
+    @classmethod
+    def parse(cls, config: Mapping[str, Any], sync_started_at: Optional[int] = None) -> "TelecmiConfig":
+        """Check and convert a config; raises ConfigError naming the first problem."""
+        try:
+            start = parse_utc(config.get("start_date"), "start_date")
+            end_date = config.get("end_date")
+            end = parse_utc(end_date, "end_date") if end_date else (sync_started_at or now_ms())
+        except ValueError as bad_date:
+            raise ConfigError(str(bad_date)) from None
+        if end < start:
+            raise ConfigError(f"end_date {format_ms(end)} is before start_date {format_ms(start)}")
+        lookback_days = _whole_number(config, "lookback_window_days", DEFAULT_LOOKBACK_DAYS, 0, 3650)
+        num_workers = _whole_number(config, "num_workers", DEFAULT_NUM_WORKERS, 1, MOST_WORKERS)
+        return cls(
+            credentials=_credentials(config.get("credentials")),
+            start=start,
+            end=end,
+            lookback_ms=days_ms(lookback_days),
+            api_url=_api_url(config.get("api_url") or DEFAULT_API_URL),
+            num_workers=num_workers,
+        )
+
+
+def _whole_number(config: Mapping[str, Any], field: str, default: int, low: int, high: int) -> int:
+    value = config.get(field, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{field} must be a whole number from {low} to {high}, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{field} must be from {low} to {high}, got {value}")
+    return value
+
+
+def _credentials(credentials: Any) -> Credentials:
+    if not isinstance(credentials, Mapping):
+        raise ConfigError("credentials are missing: give a user token, or a user_id and password")
+    auth_type = credentials.get("auth_type")
+    if auth_type == "token":
+        token = credentials.get("token")
+        if not isinstance(token, str) or not token.strip():
+            raise ConfigError("credentials.token is empty: paste the TeleCMI user token")
+        return Credentials(token=token.strip())
+    if auth_type == "login":
+        user_id, password = credentials.get("user_id"), credentials.get("password")
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise ConfigError("credentials.user_id is empty: give the user id, like 101_1111112")
+        if not isinstance(password, str) or not password:
+            raise ConfigError("credentials.password is empty")
+        return Credentials(user_id=user_id.strip(), password=password)
+    raise ConfigError(f"credentials.auth_type must be 'token' or 'login', got {auth_type!r}")
+
+
+def _api_url(url: Any) -> str:
+    if not isinstance(url, str):
+        raise ConfigError(f"api_url must be a URL like {DEFAULT_API_URL}")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"api_url {url!r} is not a URL like {DEFAULT_API_URL}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            f"api_url {url!r} must use https: credentials never travel in clear (http is allowed only for a loopback host)"
+        )
+    return url.strip().rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,319 @@
+"""The call-record streams: each is a name, an endpoint path and a schema file.
+
+A stream's range is cut into windows (see `timeline`); the first page of each window is its
+count probe, and every page is its own partition, so a busy window is read by all workers at
+once. `WindowRead` keeps one window exactly-once whatever order its pages finish in: it drops
+calls another page already gave, notices when the count moves under it, and then reads the
+window again, one page after the other, until TeleCMI holds still.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import orjson
+from airbyte_cdk.models import (
+    AirbyteEstimateTraceMessage,
+    AirbyteMessage,
+    AirbyteTraceMessage,
+    EstimateType,
+    FailureType,
+    Level,
+    TraceType,
+    Type,
+)
+from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import Cursor, CursorField
+from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
+from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
+from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
+from airbyte_cdk.sources.types import Record
+from airbyte_cdk.sources.utils.schema_helpers import ResourceSchemaLoader
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_telecmi.telecmi import PAGE_SIZE, AccessRefused, CdrEndpoint, Page
+from source_telecmi.timeline import Window, WindowPlanner, estimate_total, iterate_windows
+
+PRIMARY_KEY = "cmiuid"
+CURSOR_FIELD = "time"
+# Phone numbers are identifiers: TeleCMI sends some as JSON numbers, the schema says strings.
+PHONE_FIELDS = ("from", "to")
+# How often a window whose count moves under us is read again before the sync gives up.
+MOST_REREADS = 3
+
+
+@dataclass(frozen=True)
+class CallStream:
+    """One TeleCMI call-record endpoint as an Airbyte stream."""
+
+    name: str
+    path: str
+
+    def schema(self) -> dict[str, Any]:
+        return ResourceSchemaLoader("source_telecmi").get_schema(self.name)
+
+
+CALL_STREAMS: tuple[CallStream, ...] = (
+    CallStream("outgoing_missed_calls", "/v2/user/out_missed"),
+)
+
+
+class PagingError(AirbyteTracedException):
+    """TeleCMI's paging contradicts itself in a way a re-read cannot mend."""
+
+    def __init__(self, stream: str, window: Window, problem: str) -> None:
+        super().__init__(
+            message=f"Stream {stream}: TeleCMI's paging is inconsistent for calls {window}: {problem}. "
+            "The sync stops rather than skip or repeat calls; its last state is safe to resume from.",
+            failure_type=FailureType.system_error,
+        )
+
+
+def normalise(record: dict[str, Any]) -> dict[str, Any]:
+    """Make the few typed fields match the schema: phone numbers as strings, time as an integer."""
+    for field in PHONE_FIELDS:
+        value = record.get(field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            record[field] = str(int(value)) if float(value).is_integer() else str(value)
+    instant = record.get(CURSOR_FIELD)
+    if isinstance(instant, str) and instant.isdigit():
+        record[CURSOR_FIELD] = int(instant)
+    elif isinstance(instant, float) and instant.is_integer():
+        record[CURSOR_FIELD] = int(instant)
+    return record
+
+
+def _key(record: dict[str, Any]) -> Any:
+    return record.get(PRIMARY_KEY) or orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+
+
+class WindowRead:
+    """The read of one window, shared by the partitions of its pages."""
+
+    def __init__(
+        self,
+        stream: str,
+        window: Window,
+        first_page: Page,
+        endpoint: CdrEndpoint,
+        messages: MessageRepository,
+        most_calls: int,
+    ) -> None:
+        self.stream = stream
+        self.window = window
+        self.slice = window.as_slice()
+        self.count = first_page.count
+        self.pages = max(1, math.ceil(first_page.count / PAGE_SIZE))
+        self._first_page: Optional[Page] = first_page
+        self._endpoint = endpoint
+        self._messages = messages
+        self._most_calls = most_calls
+        self._lock = threading.Lock()
+        self._seen: set[Any] = set()
+        self._doubt: Optional[str] = None
+        self._short_page: Optional[int] = None
+        self._finished = 0
+        self._closed = 0
+
+    def read_page(self, number: int) -> list[dict[str, Any]]:
+        """The new calls of page `number` that belong to this window."""
+        if number == 1:
+            page, self._first_page = self._first_page, None
+        elif self._short_page is not None and number > self._short_page:
+            return []  # An earlier page was short: TeleCMI has nothing here; the re-read confirms it.
+        else:
+            page = self._endpoint.page(self.window.request_from, self.window.request_to, number)
+        assert page is not None
+        with self._lock:
+            return self._accept(number, page)
+
+    def _accept(self, number: int, page: Page) -> list[dict[str, Any]]:
+        if page.count != self.count:
+            self._doubt = f"its count changed from {self.count} to {page.count} between pages"
+        keys = [_key(r) for r in page.records]
+        fresh = [(k, r) for k, r in zip(keys, page.records) if k not in self._seen]
+        if page.records and not fresh and self._doubt is None:
+            raise PagingError(
+                self.stream, self.window, f"page {number} repeats calls of another page with an unchanged count"
+            )
+        if len(fresh) < len(page.records):
+            self._doubt = self._doubt or f"page {number} repeats calls of another page"
+        expected = PAGE_SIZE if number < self.pages else self.count - PAGE_SIZE * (self.pages - 1)
+        if len(page.records) != expected:
+            self._doubt = self._doubt or f"page {number} had {len(page.records)} calls where {expected} were due"
+            if len(page.records) < PAGE_SIZE:
+                self._short_page = min(self._short_page or number, number)
+        self._seen.update(keys)
+        return [r for _, r in fresh if self.window.holds(normalise(r).get(CURSOR_FIELD))]
+
+    def finish_page(self) -> bool:
+        """Count a page as read; True for the last page of the window to finish."""
+        with self._lock:
+            self._finished += 1
+            return self._finished == self.pages
+
+    def close_page(self) -> bool:
+        """Count a page's partition as closed; True once, when the whole window is done."""
+        with self._lock:
+            self._closed += 1
+            return self._closed == self.pages
+
+    @property
+    def in_doubt(self) -> bool:
+        return self._doubt is not None
+
+    def reread(self) -> Iterator[list[dict[str, Any]]]:
+        """Read the window again page by page, yielding calls not given yet, until its count holds still."""
+        self._messages.log_message(
+            Level.WARN,
+            lambda: {
+                "message": f"Stream {self.stream}: calls {self.window}: {self._doubt}; "
+                "reading the window again so that no call is skipped."
+            },
+        )
+        for _ in range(MOST_REREADS):
+            count: Optional[int] = None
+            previous: Optional[list[Any]] = None
+            number = 1
+            while True:
+                page = self._endpoint.page(self.window.request_from, self.window.request_to, number)
+                if count is None:
+                    count = page.count
+                    if count > 2 * self._most_calls:
+                        raise PagingError(self.stream, self.window, f"TeleCMI reports {count} calls in it and keeps growing")
+                elif page.count != count:
+                    break
+                keys = [_key(r) for r in page.records]
+                if previous is not None and keys and keys == previous:
+                    raise PagingError(self.stream, self.window, f"page {number} repeats page {number - 1}")
+                with self._lock:
+                    fresh = [(k, r) for k, r in zip(keys, page.records) if k not in self._seen]
+                    self._seen.update(keys)
+                yield [r for _, r in fresh if self.window.holds(normalise(r).get(CURSOR_FIELD))]
+                if len(page.records) < PAGE_SIZE or number * PAGE_SIZE >= count:
+                    return
+                number += 1
+                previous = keys
+        raise PagingError(
+            self.stream, self.window, f"its count kept changing while it was read {MOST_REREADS} more times"
+        )
+
+
+class PagePartition(Partition):
+    """One page of one window."""
+
+    def __init__(self, read: WindowRead, number: int) -> None:
+        self._read = read
+        self._number = number
+
+    def read(self) -> Iterable[Record]:
+        window_read = self._read
+        for data in window_read.read_page(self._number):
+            yield Record(data=data, stream_name=window_read.stream, associated_slice=window_read.slice)
+        if window_read.finish_page() and window_read.in_doubt:
+            for batch in window_read.reread():
+                for data in batch:
+                    yield Record(data=data, stream_name=window_read.stream, associated_slice=window_read.slice)
+
+    def close_page(self) -> bool:
+        return self._read.close_page()
+
+    def to_slice(self) -> Optional[dict[str, Any]]:
+        return self._read.slice
+
+    def stream_name(self) -> str:
+        return self._read.stream
+
+    def __hash__(self) -> int:
+        return hash((self._read.stream, self._read.window, self._number))
+
+    def __repr__(self) -> str:
+        return f"PagePartition({self._read.stream}, {self._read.window}, page {self._number}/{self._read.pages})"
+
+
+class WindowPartitions(PartitionGenerator):
+    """Probes windows one after the other and hands out a partition per page."""
+
+    def __init__(
+        self,
+        stream: CallStream,
+        endpoint: CdrEndpoint,
+        ranges: Callable[[], list[tuple[int, int]]],
+        planner: WindowPlanner,
+        messages: MessageRepository,
+        logger: logging.Logger,
+    ) -> None:
+        self._stream = stream
+        self._endpoint = endpoint
+        self._ranges = ranges
+        self._planner = planner
+        self._messages = messages
+        self._logger = logger
+
+    def _probe(self, window: Window) -> Page:
+        return self._endpoint.page(window.request_from, window.request_to, 1)
+
+    def generate(self) -> Iterable[Partition]:
+        ranges = self._ranges()
+        remaining = sum(last - first + 1 for first, last in ranges)
+        covered = known = 0
+        try:
+            for first, last in ranges:
+                for window, page in iterate_windows(self._planner, first, last, self._probe, lambda p: p.count):
+                    if page.count > self._planner.most_calls:
+                        raise PagingError(
+                            self._stream.name, window, f"TeleCMI reports {page.count} calls in one millisecond"
+                        )
+                    read = WindowRead(
+                        self._stream.name, window, page, self._endpoint, self._messages, self._planner.most_calls
+                    )
+                    covered += window.span
+                    known += page.count
+                    self._emit_estimate(estimate_total(known, covered, remaining - covered))
+                    for number in range(1, read.pages + 1):
+                        yield PagePartition(read, number)
+        except AccessRefused as refused:
+            self._messages.log_message(
+                Level.WARN,
+                lambda: {
+                    "message": f"Stream {self._stream.name} skipped: TeleCMI refuses {self._stream.path} "
+                    f"to this user ({refused})."
+                },
+            )
+
+    def _emit_estimate(self, rows: int) -> None:
+        self._messages.emit_message(
+            AirbyteMessage(
+                type=Type.TRACE,
+                trace=AirbyteTraceMessage(
+                    type=TraceType.ESTIMATE,
+                    emitted_at=time.time() * 1000,
+                    estimate=AirbyteEstimateTraceMessage(
+                        name=self._stream.name, type=EstimateType.STREAM, row_estimate=rows
+                    ),
+                ),
+            )
+        )
+
+
+def build_stream(
+    stream: CallStream,
+    partitions: WindowPartitions,
+    cursor: Cursor,
+    logger: logging.Logger,
+) -> DefaultStream:
+    """The concurrent CDK stream for one call-record endpoint."""
+    return DefaultStream(
+        partition_generator=partitions,
+        name=stream.name,
+        json_schema=stream.schema,
+        primary_key=[PRIMARY_KEY],
+        cursor_field=CursorField(CURSOR_FIELD),
+        logger=logger,
+        cursor=cursor,
+    )

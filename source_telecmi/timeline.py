@@ -1,0 +1,306 @@
+"""Time: dates, windows and their edges, lookback, and the cursor's state.
+
+No other module does millisecond arithmetic. Every instant is an integer count of milliseconds
+since the epoch, UTC, as TeleCMI uses; every window is inclusive at both ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, MutableMapping, Optional, Sequence, TypeVar
+
+from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
+from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import ConcurrentCursor, CursorField
+from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
+from airbyte_cdk.sources.streams.concurrent.state_converters.abstract_stream_state_converter import (
+    AbstractStreamStateConverter,
+    ConcurrencyCompatibleStateType,
+)
+from airbyte_cdk.sources.types import Record, StreamSlice
+
+SECOND_MS = 1_000
+DAY_MS = 86_400 * SECOND_MS
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+DATE_FORMAT_HUMAN = "YYYY-MM-DDTHH:MM:SSZ"
+
+# The first window of a range; later windows grow or shrink with the density TeleCMI reports.
+FIRST_WINDOW_MS = DAY_MS
+# TeleCMI documents no maximum window; its own sample spans 61 days. Stay well inside that.
+LONGEST_WINDOW_MS = 30 * DAY_MS
+# How far one window may grow or shrink relative to the one before it.
+RESIZE_FACTOR = 4
+
+T = TypeVar("T")
+
+
+def now_ms() -> int:
+    """The current instant in epoch milliseconds."""
+    return int(time.time() * SECOND_MS)
+
+
+def days_ms(days: int) -> int:
+    """A whole number of days in milliseconds."""
+    return days * DAY_MS
+
+
+def parse_utc(value: Any, field: str) -> int:
+    """Parse a `YYYY-MM-DDTHH:MM:SSZ` UTC date into epoch ms; ValueError names the field."""
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string like 2024-01-31T00:00:00Z, got {value!r}")
+    try:
+        parsed = datetime.strptime(value, DATE_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise ValueError(
+            f"{field} {value!r} is not a UTC date in the form {DATE_FORMAT_HUMAN}"
+        ) from None
+    return int(parsed.timestamp()) * SECOND_MS
+
+
+def format_ms(instant: int) -> str:
+    """An epoch-ms instant as a readable UTC date, for messages."""
+    seconds, millis = divmod(instant, SECOND_MS)
+    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{millis:03d}Z"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The calls made from `first` to `last` milliseconds, both included."""
+
+    first: int
+    last: int
+
+    @property
+    def request_from(self) -> int:
+        """The `from` sent to TeleCMI: one ms early, in case TeleCMI's `from` is exclusive."""
+        return self.first - 1
+
+    @property
+    def request_to(self) -> int:
+        """The `to` sent to TeleCMI: one ms late, in case TeleCMI's `to` is exclusive."""
+        return self.last + 1
+
+    def holds(self, instant: Any) -> bool:
+        """Whether a call made at `instant` belongs to this window (and so to no other)."""
+        return isinstance(instant, int) and self.first <= instant <= self.last
+
+    @property
+    def span(self) -> int:
+        return self.last - self.first + 1
+
+    def as_slice(self) -> StreamSlice:
+        """The window as the slice the cursor records when the window is done."""
+        return StreamSlice(partition={}, cursor_slice={"start": self.first, "end": self.last})
+
+    def __str__(self) -> str:
+        return f"{format_ms(self.first)} .. {format_ms(self.last)}"
+
+
+def check_window(start: int, end: int) -> Window:
+    """The last day of the configured range (all of it if shorter): one page of it proves access."""
+    return Window(max(start, end - DAY_MS + 1), end)
+
+
+class WindowPlanner:
+    """Cuts a range into windows whose size follows the call density TeleCMI reports.
+
+    A window is sized so that it holds about `target_calls`: enough pages to keep every worker
+    busy, few enough that a checkpoint follows soon and a re-read stays cheap.
+    """
+
+    def __init__(self, target_calls: int, most_calls: int) -> None:
+        self.target_calls = target_calls
+        self.most_calls = most_calls
+        self._span = FIRST_WINDOW_MS
+
+    def next_window(self, first: int, last: int) -> Window:
+        """The next window to probe, starting at `first` and never past `last`."""
+        return Window(first, min(last, first + self._span - 1))
+
+    def too_big(self, window: Window, calls: int) -> bool:
+        """Whether a probed window holds too many calls to read as one and is to be split."""
+        return calls > self.most_calls and window.span > 1
+
+    def learn(self, window: Window, calls: int) -> None:
+        """Size the next window from what this one held."""
+        wanted = window.span * self.target_calls // max(calls, 1)
+        low, high = window.span // RESIZE_FACTOR, window.span * RESIZE_FACTOR
+        self._span = max(1, min(LONGEST_WINDOW_MS, max(low, min(high, wanted))))
+
+
+def ranges_to_read(
+    done: Sequence[tuple[int, int, Optional[int]]], start: int, end: int, lookback_ms: int
+) -> list[tuple[int, int]]:
+    """The ranges of [start, end] a sync has to read, given the finished ranges of the state.
+
+    `done` holds merged, sorted (first, last, newest call seen) ranges. Everything up to the newest
+    call of the last range is trusted, less the lookback; after that call the range is read again,
+    because a call still ringing when the last sync ran is recorded with a time before its end.
+    """
+    trusted: list[tuple[int, int]] = []
+    if done:
+        first_of_last, _, newest = done[-1]
+        resume_after = newest if newest is not None else first_of_last - 1
+        cutoff = resume_after - lookback_ms
+        trusted = [(a, min(b, cutoff)) for a, b, _ in done if a <= cutoff]
+    ranges: list[tuple[int, int]] = []
+    position = start
+    for a, b in trusted:
+        if b < position:
+            continue
+        if a > position:
+            ranges.append((position, min(a - 1, end)))
+        position = max(position, b + 1)
+        if position > end:
+            break
+    if position <= end:
+        ranges.append((position, end))
+    return [(a, b) for a, b in ranges if a <= b]
+
+
+class MillisecondStateConverter(AbstractStreamStateConverter):
+    """The CDK's state converter for an integer epoch-millisecond cursor.
+
+    The state is the CDK's concurrent form, `{"state_type": "date-range", "slices": [{"start",
+    "end", "most_recent_cursor_value"}]}`, all epoch ms, so windows finished out of order are all
+    remembered. A legacy state `{"time": <epoch ms>}` (every call up to that instant read) is read
+    too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(is_sequential_state=False)
+
+    def _from_state_message(self, value: Any) -> Any:
+        return int(value)
+
+    def _to_state_message(self, value: Any) -> Any:
+        return int(value)
+
+    def increment(self, value: Any) -> Any:
+        return value + 1
+
+    def output_format(self, value: Any) -> Any:
+        return value
+
+    def parse_value(self, value: Any) -> Any:
+        return value
+
+    @property
+    def zero_value(self) -> Any:
+        return 0
+
+    def convert_from_sequential_state(
+        self, cursor_field: CursorField, stream_state: MutableMapping[str, Any], start: Optional[Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        sync_start = int(start) if start is not None else 0
+        # A marker just before the start: it claims no call, and merges with the first window.
+        slices: list[dict[str, Any]] = [{self.START_KEY: sync_start - 1, self.END_KEY: sync_start - 1}]
+        legacy = stream_state.get(cursor_field.cursor_field_key) if stream_state else None
+        if legacy is not None:
+            newest = int(legacy)
+            if newest >= sync_start:
+                slices = [
+                    {
+                        self.START_KEY: sync_start - 1,
+                        self.END_KEY: newest,
+                        self.MOST_RECENT_RECORD_KEY: newest,
+                    }
+                ]
+        return sync_start, {
+            "state_type": ConcurrencyCompatibleStateType.date_range.value,
+            "slices": slices,
+        }
+
+
+def finished_ranges(state: MutableMapping[str, Any]) -> list[tuple[int, int, Optional[int]]]:
+    """The merged finished ranges of a state in the converter's concurrent form."""
+    converter = MillisecondStateConverter()
+    merged = converter.merge_intervals([dict(s) for s in state.get("slices", [])])
+    return [
+        (
+            int(s[converter.START_KEY]),
+            int(s[converter.END_KEY]),
+            int(s[converter.MOST_RECENT_RECORD_KEY])
+            if s.get(converter.MOST_RECENT_RECORD_KEY) is not None
+            else None,
+        )
+        for s in merged
+    ]
+
+
+class WindowCursor(ConcurrentCursor):
+    """The CDK's concurrent cursor, told that several partitions (pages) make one window.
+
+    A window is recorded as done only when the last of its pages closes, so a checkpoint never
+    covers a window with a page still unread, whatever order the pages finish in.
+    """
+
+    def __init__(
+        self,
+        stream_name: str,
+        stream_state: MutableMapping[str, Any],
+        message_repository: MessageRepository,
+        state_manager: ConnectorStateManager,
+        start: int,
+        end: int,
+        cursor_field: str = "time",
+    ) -> None:
+        super().__init__(
+            stream_name=stream_name,
+            stream_namespace=None,
+            stream_state=stream_state,
+            message_repository=message_repository,
+            connector_state_manager=state_manager,
+            connector_state_converter=MillisecondStateConverter(),
+            cursor_field=CursorField(cursor_field),
+            slice_boundary_fields=("start", "end"),
+            start=start,
+            end_provider=lambda: end,
+            cursor_granularity=1,
+        )
+        self._observe_lock = threading.Lock()
+
+    def observe(self, record: Record) -> None:
+        # Pages of one window share a slice key and are read in parallel threads.
+        with self._observe_lock:
+            super().observe(record)
+
+    def close_partition(self, partition: Partition) -> None:
+        window_done: Callable[[], bool] = getattr(partition, "close_page")
+        if window_done():
+            super().close_partition(partition)
+
+    def finished(self) -> list[tuple[int, int, Optional[int]]]:
+        """The ranges the state says are finished, merged."""
+        return finished_ranges(self.state)
+
+
+def estimate_total(known_calls: int, covered_ms: int, remaining_ms: int) -> int:
+    """Extrapolate the calls of a whole sync from the density of the windows probed so far."""
+    if covered_ms <= 0:
+        return known_calls
+    return known_calls + known_calls * max(remaining_ms, 0) // covered_ms
+
+
+def iterate_windows(
+    planner: WindowPlanner,
+    first: int,
+    last: int,
+    probe: Callable[[Window], T],
+    calls_in: Callable[[T], int],
+) -> Iterator[tuple[Window, T]]:
+    """Windows covering [first, last] exactly once, each with its probe, split while too big."""
+    position = first
+    while position <= last:
+        window = planner.next_window(position, last)
+        probed = probe(window)
+        calls = calls_in(probed)
+        planner.learn(window, calls)
+        if planner.too_big(window, calls):
+            continue
+        yield window, probed
+        position = window.last + 1
