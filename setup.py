@@ -11,6 +11,7 @@ MAIN_REQUIREMENTS = [
 
 TEST_REQUIREMENTS = [
     "pytest>=8,<10",
+    "requests-mock>=1.11,<2",
     "ruff>=0.6",
 ]
 
