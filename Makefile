@@ -1,0 +1,37 @@
+# source-telecmi: `make demo` shows it working, `make test` proves it. Both set up .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv test lint unit integration demo bench image-test pyairbyte-test clean
+
+$(STAMP): setup.py
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version.split()[0]'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[tests]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(PY) -m ruff check source_telecmi unit_tests integration_tests scripts
+
+unit: venv
+	$(PY) -m pytest unit_tests
+
+integration: venv
+	$(PY) -m pytest integration_tests
+
+test: venv lint
+	$(PY) -m pytest unit_tests integration_tests
+
+demo: venv
+	$(PY) scripts/demo.py
+
+bench: venv
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache build *.egg-info

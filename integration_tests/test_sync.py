@@ -1,0 +1,168 @@
+"""Syncs through the real command: every call exactly once, across syncs, crashes and window edges."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from integration_tests.conftest import (
+    DAY_MS,
+    END_MS,
+    START_MS,
+    STREAM,
+    TOKEN,
+    catalog,
+    config_for,
+    login_credentials,
+    state_messages,
+)
+from integration_tests.telecmi_simulator import OUT_MISSED, Simulator, generate_calls, make_call
+from source_telecmi.timeline import finished_ranges
+
+
+def ids(records):
+    return [r["cmiuid"] for r in records]
+
+
+def assert_exactly(records, calls):
+    counts = Counter(ids(records))
+    assert not [k for k, n in counts.items() if n > 1], "a call was emitted twice"
+    assert set(counts) == {c["cmiuid"] for c in calls}
+
+
+def stream_state(state_message):
+    return state_message["stream"]["stream_state"]
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_full_refresh_returns_every_call_exactly_once(connector, sim, calls, workers):
+    run = connector.run("read", config_for(sim, num_workers=workers), catalog("full_refresh"))
+    assert run.returncode == 0, run.stderr
+    assert_exactly(run.records, calls)
+    assert all(isinstance(r["to"], str) and isinstance(r["from"], str) for r in run.records)
+    assert max(b["limit"] for b in sim.stats.bodies) == 10
+    assert sim.stats.max_in_flight <= workers
+
+
+def test_records_are_telecmis_records_unchanged_but_for_phone_numbers(connector, sim, calls):
+    run = connector.run("read", config_for(sim), catalog("full_refresh"))
+    by_id = {c["cmiuid"]: c for c in calls}
+    for record in run.records:
+        original = dict(by_id[record["cmiuid"]])
+        original["to"] = str(original["to"])
+        assert record == original
+
+
+def test_two_incremental_syncs_lose_nothing_and_repeat_nothing(connector, sim, calls):
+    first = connector.run("read", config_for(sim), catalog())
+    assert first.returncode == 0, first.stderr
+    assert_exactly(first.records, calls)
+    new = generate_calls(40, END_MS, END_MS + DAY_MS // 2, seed=99)
+    # Calls made after the first sync, and one made before it ended but recorded late.
+    late = make_call(END_MS - 5)
+    sim.add_calls(OUT_MISSED, new + [late])
+    second = connector.run("read", config_for(sim, end_date="2026-01-02T00:00:00Z"), catalog(), state_messages(first))
+    assert second.returncode == 0, second.stderr
+    assert_exactly(second.records, new + [late])
+
+
+def test_lookback_rereads_recent_calls_to_catch_new_notes(connector, sim, calls):
+    first = connector.run("read", config_for(sim), catalog())
+    newest = max(c["time"] for c in calls)
+    second = connector.run("read", config_for(sim, lookback_window_days=2), catalog(), state_messages(first))
+    expected = [c for c in calls if c["time"] > newest - 2 * DAY_MS]
+    assert_exactly(second.records, expected)
+
+
+def test_lookback_zero_rereads_nothing(connector, sim, calls):
+    first = connector.run("read", config_for(sim), catalog())
+    second = connector.run("read", config_for(sim), catalog(), state_messages(first))
+    assert second.returncode == 0
+    assert second.records == []
+    assert second.states, "every sync checkpoints"
+
+
+def test_a_sequential_state_resumes_after_its_cursor(connector, sim, calls):
+    cursor = sorted(c["time"] for c in calls)[300]
+    legacy = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": STREAM}, "stream_state": {"time": cursor}}}]
+    run = connector.run("read", config_for(sim), catalog(), legacy)
+    assert_exactly(run.records, [c for c in calls if c["time"] > cursor])
+
+
+@pytest.mark.parametrize("workers", [1, 6])
+def test_a_sync_killed_mid_way_resumes_with_nothing_lost(connector, calls, workers):
+    many = generate_calls(3000, START_MS, END_MS - 1, seed=3)
+    with Simulator(calls={OUT_MISSED: many}, tokens=[TOKEN], latency_ms=15) as sim:
+        config = config_for(sim, num_workers=workers)
+        process = connector.start("read", config, catalog())
+        emitted, states = [], []
+        for line in process.stdout:
+            message = json.loads(line)
+            if message["type"] == "RECORD":
+                emitted.append(message["record"]["data"])
+            elif message["type"] == "STATE" and emitted:
+                states.append(message["state"])
+                if len(states) == 3:
+                    process.kill()
+                    break
+        process.wait()
+        assert len(states) == 3 and len(emitted) < len(many), "the sync should be killed mid-way"
+        resumed = connector.run("read", config, catalog(), [states[-1]])
+        assert resumed.returncode == 0, resumed.stderr
+    # Nothing lost: every call is in one run or the other.
+    assert {c["cmiuid"] for c in many} == set(ids(emitted)) | set(ids(resumed.records))
+    # The resumed sync re-reads only what the state had not finished, and nothing twice itself.
+    finished = finished_ranges(stream_state(states[-1]))
+    newest = finished[-1][2]
+    for record in resumed.records:
+        assert not any(a <= record["time"] <= b and record["time"] <= newest for a, b, _ in finished)
+    assert len(set(ids(resumed.records))) == len(resumed.records)
+
+
+@pytest.mark.parametrize("edges", ["inclusive", "exclusive"])
+def test_calls_exactly_on_window_edges_are_read_once(connector, edges):
+    # Calls on every millisecond around day boundaries, where windows meet.
+    edge_calls = []
+    for day in range(0, 31):
+        boundary = START_MS + day * DAY_MS
+        edge_calls += [make_call(boundary + delta) for delta in (-1, 0, 1) if START_MS <= boundary + delta < END_MS]
+    edge_calls += [make_call(START_MS), make_call(END_MS)]
+    with Simulator(calls={OUT_MISSED: edge_calls}, tokens=[TOKEN], edges=edges) as sim:
+        run = connector.run("read", config_for(sim), catalog())
+        assert run.returncode == 0, run.stderr
+        windows = {(b["from"], b["to"]) for b in sim.stats.bodies if b.get("page") == 1}
+    assert_exactly(run.records, edge_calls)
+    assert len(windows) > 1, "the range was read in several windows"
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_a_call_arriving_mid_window_shifts_pages_but_nothing_is_skipped(connector, workers):
+    busy = generate_calls(300, START_MS, START_MS + DAY_MS // 4, seed=5)
+    late = [make_call(START_MS + DAY_MS // 8 + i) for i in range(3)]
+    with Simulator(calls={OUT_MISSED: busy}, tokens=[TOKEN], latency_ms=5) as sim:
+        sim.insert_after(4, OUT_MISSED, late)
+        run = connector.run("read", config_for(sim, num_workers=workers), catalog())
+    assert run.returncode == 0, run.stderr
+    assert_exactly(run.records, busy + late)
+    assert any("reading the window again" in log for log in run.logs("WARN"))
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_login_renews_an_expired_token_once_without_losing_or_repeating(connector, sim, calls, workers):
+    sim.inject("expire_token", endpoint=OUT_MISSED)
+    sim.set_latency(5)
+    run = connector.run("read", config_for(sim, credentials=login_credentials(), num_workers=workers), catalog())
+    assert run.returncode == 0, run.stderr
+    assert_exactly(run.records, calls)
+    assert sim.stats.logins == 2
+
+
+def test_progress_estimates_and_stream_statuses(connector, sim, calls):
+    run = connector.run("read", config_for(sim), catalog())
+    estimates = [t["estimate"] for t in run.traces("ESTIMATE")]
+    assert estimates and estimates[-1]["name"] == STREAM and estimates[-1]["type"] == "STREAM"
+    assert estimates[-1]["row_estimate"] == len(calls)
+    statuses = [t["stream_status"]["status"] for t in run.traces("STREAM_STATUS")]
+    assert statuses[0] == "STARTED" and statuses[-1] == "COMPLETE"
