@@ -88,6 +88,16 @@ def normalise(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def calls_in(page: Page) -> int:
+    """The calls a window holds, judged by its first page: a short first page ends it, whatever the count says."""
+    return page.count if len(page.records) >= PAGE_SIZE else len(page.records)
+
+
+def pages_in(first_page: Page) -> int:
+    """How many pages to read for a window, one partition each."""
+    return max(1, math.ceil(calls_in(first_page) / PAGE_SIZE))
+
+
 def _key(record: dict[str, Any]) -> Any:
     return record.get(PRIMARY_KEY) or orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
@@ -108,7 +118,7 @@ class WindowRead:
         self.window = window
         self.slice = window.as_slice()
         self.count = first_page.count
-        self.pages = max(1, math.ceil(first_page.count / PAGE_SIZE))
+        self.pages = pages_in(first_page)
         self._first_page: Optional[Page] = first_page
         self._endpoint = endpoint
         self._messages = messages
@@ -117,6 +127,7 @@ class WindowRead:
         self._seen: set[Any] = set()
         self._doubt: Optional[str] = None
         self._short_page: Optional[int] = None
+        self._last_with_calls = 0
         self._finished = 0
         self._closed = 0
 
@@ -143,11 +154,13 @@ class WindowRead:
             )
         if len(fresh) < len(page.records):
             self._doubt = self._doubt or f"page {number} repeats calls of another page"
-        expected = PAGE_SIZE if number < self.pages else self.count - PAGE_SIZE * (self.pages - 1)
-        if len(page.records) != expected:
-            self._doubt = self._doubt or f"page {number} had {len(page.records)} calls where {expected} were due"
-            if len(page.records) < PAGE_SIZE:
-                self._short_page = min(self._short_page or number, number)
+        if len(page.records) < PAGE_SIZE:
+            # A short page ends the window: pages after it are not asked for.
+            self._short_page = min(self._short_page or number, number)
+        if page.records:
+            self._last_with_calls = max(self._last_with_calls, number)
+        if self._short_page is not None and self._last_with_calls > self._short_page:
+            self._doubt = self._doubt or f"page {self._last_with_calls} has calls after the short page {self._short_page}"
         self._seen.update(keys)
         return [r for _, r in fresh if self.window.holds(normalise(r).get(CURSOR_FIELD))]
 
@@ -264,8 +277,8 @@ class WindowPartitions(PartitionGenerator):
         covered = known = 0
         try:
             for first, last in ranges:
-                for window, page in iterate_windows(self._planner, first, last, self._probe, lambda p: p.count):
-                    if page.count > self._planner.most_calls:
+                for window, page in iterate_windows(self._planner, first, last, self._probe, calls_in):
+                    if calls_in(page) > self._planner.most_calls:
                         raise PagingError(
                             self._stream.name, window, f"TeleCMI reports {page.count} calls in one millisecond"
                         )
@@ -273,7 +286,7 @@ class WindowPartitions(PartitionGenerator):
                         self._stream.name, window, page, self._endpoint, self._messages, self._planner.most_calls
                     )
                     covered += window.span
-                    known += page.count
+                    known += calls_in(page)
                     self._emit_estimate(estimate_total(known, covered, remaining - covered))
                     for number in range(1, read.pages + 1):
                         yield PagePartition(read, number)

@@ -192,7 +192,11 @@ class TelecmiErrorHandler(ErrorHandler):
         return 900
 
     def interpret_response(self, response: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
-        return classify(response, self._api_url, self._expects)
+        resolution = classify(response, self._api_url, self._expects)
+        if self._expects == "token" and resolution.response_action == ResponseAction.SUCCESS:
+            # Masked before anything (the CDK's debug log of this very response included) can print it.
+            add_to_secrets(body_of(response)["token"])  # type: ignore[arg-type]
+        return resolution
 
 
 class RequestGate:
@@ -319,7 +323,7 @@ class TokenKeeper:
 
     def _log_in(self) -> str:
         token = self._login()
-        add_to_secrets(token)
+        add_to_secrets(token)  # already masked by the login answer's handler; kept for any other login source
         self.logins += 1
         return token
 

@@ -6,6 +6,7 @@ Serves generated call records in the foreground until SIGTERM/SIGINT.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -137,10 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sim.stop()
         if args.port_file:
-            try:
+            with contextlib.suppress(OSError):
                 os.remove(args.port_file)
-            except OSError:
-                pass
     return 0
 
 

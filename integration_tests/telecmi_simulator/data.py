@@ -135,7 +135,7 @@ def generate_calls(
     endpoint: str = OUT_MISSED,
     notes_ratio: float = 0.2,
 ) -> list[dict[str, Any]]:
-    """``n`` records with ``time`` uniform in ``[start_ms, end_ms]`` (inclusive, epoch ms).
+    """``n`` records, ``time`` uniform in ``[start_ms, end_ms]`` (inclusive, epoch ms).
 
     Deterministic for ``(seed, endpoint)``; different endpoints get different streams.
     Returned newest first, like the API.

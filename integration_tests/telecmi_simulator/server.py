@@ -8,6 +8,7 @@ bisections and a page is a slice.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import socket
 import struct
@@ -99,7 +100,7 @@ class _Invalid(Exception):
 
 
 def _as_int(value: Any) -> int:
-    """Lenient integer parsing of a body field (ints, integral floats, digit strings)."""
+    """Lenient int parsing of a body field (ints, integral floats, digit strings)."""
     if isinstance(value, bool):
         raise _Invalid
     if isinstance(value, int):
@@ -214,7 +215,7 @@ class _Store:
                 self.times.insert(i, key[0])
                 self.recs.insert(i, rec)
             return
-        merged = list(zip(self.keys, self.recs)) + new
+        merged = list(zip(self.keys, self.recs, strict=True)) + new
         merged.sort(key=lambda kr: kr[0])
         self.keys = [k for k, _ in merged]
         self.times = [k[0] for k in self.keys]
@@ -282,10 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.connections.add(self.connection)
 
     def finish(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
         with self.server.conn_lock:
             self.server.connections.discard(self.connection)
 
@@ -314,6 +313,19 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
+    released = True
+
+    def release(self) -> None:
+        """Leave the in-flight count; called right before the answer is written.
+
+        Done *before* writing: a client can only send its next request once it has
+        the answer, so counting until after the write would let a sequential client
+        show up as two requests in flight.
+        """
+        if not self.released:
+            self.released = True
+            self.server.simulator.stats._end()
+
     def respond(
         self,
         status: int,
@@ -326,6 +338,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        self.release()
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -333,6 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def drop(self, reset: bool = False) -> None:
         self.close_connection = True
+        self.release()
         try:
             if reset:
                 self.connection.setsockopt(
@@ -431,10 +445,8 @@ class Simulator:
         with server.conn_lock:
             conns = list(server.connections)
         for conn in conns:  # idle keep-alive connections would otherwise live on
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -562,6 +574,7 @@ class Simulator:
             path = path.rstrip("/")
         stats = self.stats
         stats._begin(path)
+        h.released = False
         try:
             try:
                 raw = h.read_body()
@@ -598,7 +611,7 @@ class Simulator:
             else:
                 self._not_found(h, path)
         finally:
-            stats._end()
+            h.release()
 
     def _serve_fault(self, h: _Handler, fault: _Fault, mods: dict[str, Any]) -> bool:
         """Serve a fault. True if the request is fully answered (or dropped)."""

@@ -1,0 +1,155 @@
+"""Faults from TeleCMI are retried or end the sync with a cause; bad config fails check in one line; no secret is printed."""
+
+from __future__ import annotations
+
+import pytest
+
+from integration_tests.conftest import PASSWORD, STREAM, TOKEN, catalog, config_for, login_credentials
+from integration_tests.telecmi_simulator import OUT_MISSED, Simulator
+
+TRANSIENT = ["429", "500", "502", "503", "body_5xx", "html_200", "garbage", "drop", "stall"]
+
+
+@pytest.mark.parametrize("fault", TRANSIENT)
+def test_transient_faults_are_retried_and_the_sync_completes(connector, sim, calls, fault):
+    sim.inject(fault, times=2, endpoint=OUT_MISSED, retry_after=0, seconds=4)
+    run = connector.run("read", config_for(sim, num_workers=2), catalog())
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert sorted(r["cmiuid"] for r in run.records) == sorted(c["cmiuid"] for c in calls)
+    assert sim.stats.faults_served == 2
+
+
+@pytest.mark.parametrize(
+    "fault, cause",
+    [
+        ("html_200", "not JSON"),
+        ("503", "server error"),
+        ("drop", "connection"),
+        ("stall", "did not answer in time"),
+        ("429", "rate limit"),
+    ],
+)
+def test_a_fault_that_persists_ends_the_sync_with_an_error_naming_it(connector, sim, fault, cause):
+    sim.inject(fault, times=-1, endpoint=OUT_MISSED, retry_after=0, seconds=3)
+    connector.env["SOURCE_TELECMI_REQUEST_TIMEOUT"] = "1"
+    run = connector.run("read", config_for(sim, num_workers=2), catalog(), timeout=180)
+    assert run.returncode != 0
+    assert run.errors, "the sync ends with an error trace"
+    text = " ".join(e["message"] + " " + (e.get("internal_message") or "") for e in run.errors)
+    assert cause.lower() in text.lower()
+
+
+def test_a_page_that_repeats_fails_clearly_instead_of_looping(connector, sim):
+    sim.inject("ignore_page", times=-1, endpoint=OUT_MISSED)
+    run = connector.run("read", config_for(sim), catalog(), timeout=60)
+    assert run.returncode != 0
+    assert any("repeats" in e["message"] for e in run.errors)
+
+
+def test_an_inflated_count_does_not_page_forever(connector, sim, calls):
+    sim.inject("inflate_count", times=-1, endpoint=OUT_MISSED, extra=1000)
+    run = connector.run("read", config_for(sim), catalog(), timeout=120)
+    assert run.returncode == 0
+    assert sorted(r["cmiuid"] for r in run.records) == sorted(c["cmiuid"] for c in calls)
+
+
+def test_a_rejected_fixed_token_ends_the_sync_as_a_config_error(connector, sim):
+    run = connector.run("read", config_for(sim, credentials={"auth_type": "token", "token": "expired-token"}), catalog())
+    assert run.returncode != 0
+    error = run.errors[0]
+    assert error["failure_type"] == "config_error"
+    assert "invalid or expired" in error["message"]
+
+
+@pytest.mark.parametrize("placement", ["body", "status"])
+def test_check_fails_in_one_line_for_a_bad_token_wherever_telecmi_puts_the_error(connector, calls, placement):
+    with Simulator(calls={OUT_MISSED: calls}, tokens=[TOKEN], error_placement=placement) as sim:
+        run = connector.run("check", config_for(sim, credentials={"auth_type": "token", "token": "nope"}))
+    assert_failed(run, "invalid or expired")
+
+
+def test_check_fails_for_a_wrong_password(connector, sim):
+    credentials = {**login_credentials(), "password": "wrong-password"}
+    assert_failed(connector.run("check", config_for(sim, credentials=credentials)), "Invalid user id or password")
+
+
+def test_check_fails_for_an_unreachable_api(connector, sim):
+    run = connector.run("check", config_for(sim, api_url="http://127.0.0.1:9"))
+    assert_failed(run, "connection")
+
+
+def test_check_fails_for_a_proxy_page_instead_of_telecmi(connector, sim):
+    run = connector.run("check", config_for(sim, api_url=sim.base_url + "/some/proxy/prefix"))
+    assert_failed(run, "not found at api_url")
+
+
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [
+        ({"start_date": "2025-12-01"}, "'2025-12-01' does not match"),
+        ({"start_date": "2025-02-30T00:00:00Z"}, "start_date"),
+        ({"end_date": "2025-11-01T00:00:00Z"}, "before start_date"),
+        ({"api_url": "http://rest.telecmi.com"}, "https"),
+        ({"num_workers": 0}, "num_workers"),
+        ({"lookback_window_days": -1}, "lookback_window_days"),
+    ],
+)
+def test_check_fails_in_one_line_for_bad_config(connector, sim, overrides, reason):
+    assert_failed(connector.run("check", config_for(sim, **overrides)), reason)
+
+
+def test_check_survives_transient_faults_without_raising(connector, sim):
+    sim.inject("503", times=-1)
+    run = connector.run("check", config_for(sim))
+    assert_failed(run, "server error")
+
+
+def test_check_succeeds_with_token_and_with_login(connector, sim):
+    assert connector.run("check", config_for(sim)).connection_status["status"] == "SUCCEEDED"
+    run = connector.run("check", config_for(sim, credentials=login_credentials()))
+    assert run.connection_status["status"] == "SUCCEEDED"
+
+
+def assert_failed(run, reason):
+    assert run.returncode == 0, run.stdout[-2000:]
+    status = run.connection_status
+    assert status["status"] == "FAILED"
+    assert reason.lower() in status["message"].lower()
+    assert "\n" not in status["message"] and len(status["message"]) < 400
+
+
+def test_no_secret_is_printed_even_in_debug_logs(connector, sim, calls):
+    sim.inject("expire_token", endpoint=OUT_MISSED)
+    sim.inject("500", endpoint=OUT_MISSED)
+    config = config_for(sim, credentials=login_credentials())
+    outputs = [
+        connector.run("check", config, debug=True),
+        connector.run("read", config, catalog(), debug=True),
+        connector.run("read", config_for(sim, credentials={"auth_type": "token", "token": TOKEN}), catalog(), debug=True),
+        connector.run("read", config_for(sim, credentials={"auth_type": "token", "token": "bad-token-123"}), catalog(), debug=True),
+    ]
+    issued = sim.valid_tokens() - {TOKEN}
+    assert issued, "login issued tokens"
+    for run in outputs:
+        text = run.stdout + run.stderr
+        for secret in [PASSWORD, TOKEN, "bad-token-123", *issued]:
+            assert secret not in text
+    assert "Making outbound API request" in outputs[1].stdout, "debug logs were on"
+    assert outputs[1].records and outputs[1].returncode == 0
+
+
+def test_spec_and_discover(connector, sim):
+    spec = connector.run("spec").of("SPEC")[0]["spec"]["connectionSpecification"]
+    assert spec["required"] == ["credentials", "start_date"]
+    secrets = {
+        name
+        for option in spec["properties"]["credentials"]["oneOf"]
+        for name, prop in option["properties"].items()
+        if prop.get("airbyte_secret")
+    }
+    assert secrets == {"token", "password"}
+    (stream,) = connector.run("discover", config_for(sim)).of("CATALOG")[0]["catalog"]["streams"]
+    assert stream["name"] == STREAM
+    assert stream["source_defined_primary_key"] == [["cmiuid"]]
+    assert stream["default_cursor_field"] == ["time"]
+    assert set(stream["supported_sync_modes"]) == {"full_refresh", "incremental"}
