@@ -13,7 +13,10 @@ from typing import Any, Optional
 import pytest
 
 from integration_tests.telecmi_simulator import (
+    ANSWERED,
     DEFAULT_USER_ID,
+    MISSED,
+    OUT_ANSWERED,
     OUT_MISSED,
     Simulator,
     generate_calls,
@@ -28,6 +31,13 @@ START_MS = 1764547200000
 END_MS = 1767225600000
 DAY_MS = 86_400_000
 STREAM = "outgoing_missed_calls"
+# Every stream and the endpoint it reads: each guarantee is proven for each.
+ENDPOINTS = {
+    "outgoing_missed_calls": OUT_MISSED,
+    "incoming_missed_calls": MISSED,
+    "incoming_answered_calls": ANSWERED,
+    "outgoing_answered_calls": OUT_ANSWERED,
+}
 # Waits between retries are scaled down; request timeouts too, so a stalled API is seen quickly.
 FAST_ENV = {"SOURCE_TELECMI_BACKOFF_SCALE": "0.001", "SOURCE_TELECMI_REQUEST_TIMEOUT": "2"}
 
@@ -143,12 +153,13 @@ def login_credentials() -> dict[str, str]:
     return {"auth_type": "login", "user_id": DEFAULT_USER_ID, "password": PASSWORD}
 
 
-def catalog(sync_mode: str = "incremental", stream: str = STREAM) -> dict[str, Any]:
+def catalog(sync_mode: str = "incremental", stream: str = STREAM, *more: str) -> dict[str, Any]:
+    """A configured catalog of one or more streams, all in the same sync mode."""
     return {
         "streams": [
             {
                 "stream": {
-                    "name": stream,
+                    "name": name,
                     "json_schema": {},
                     "supported_sync_modes": ["full_refresh", "incremental"],
                     "source_defined_cursor": True,
@@ -158,6 +169,7 @@ def catalog(sync_mode: str = "incremental", stream: str = STREAM) -> dict[str, A
                 "cursor_field": ["time"],
                 "destination_sync_mode": "append",
             }
+            for name in (stream, *more)
         ]
     }
 
@@ -172,15 +184,33 @@ def connector(tmp_path: Path) -> Connector:
     return Connector(tmp_path)
 
 
-@pytest.fixture
-def calls() -> list[dict[str, Any]]:
-    return generate_calls(600, START_MS, END_MS - 1, seed=7)
+@pytest.fixture(params=list(ENDPOINTS))
+def stream(request: pytest.FixtureRequest) -> str:
+    """Each stream in turn, for the tests that prove a guarantee per stream."""
+    return request.param
 
 
 @pytest.fixture
-def sim(calls: list[dict[str, Any]]):
-    with Simulator(
-        calls={OUT_MISSED: calls}, tokens=[TOKEN], users={DEFAULT_USER_ID: PASSWORD}
-    ) as simulator:
+def endpoint(stream: str) -> str:
+    return ENDPOINTS[stream]
+
+
+@pytest.fixture
+def calls_by_endpoint() -> dict[str, list[dict[str, Any]]]:
+    return {
+        endpoint: generate_calls(600, START_MS, END_MS - 1, seed=7 + i, endpoint=endpoint)
+        for i, endpoint in enumerate(ENDPOINTS.values())
+    }
+
+
+@pytest.fixture
+def calls(calls_by_endpoint: dict[str, list[dict[str, Any]]], request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """The calls of the stream under test (outgoing missed calls where a test names no stream)."""
+    stream = request.getfixturevalue("stream") if "stream" in request.fixturenames else STREAM
+    return calls_by_endpoint[ENDPOINTS[stream]]
+
+
+@pytest.fixture
+def sim(calls_by_endpoint: dict[str, list[dict[str, Any]]]):
+    with Simulator(calls=calls_by_endpoint, tokens=[TOKEN], users={DEFAULT_USER_ID: PASSWORD}) as simulator:
         yield simulator
-

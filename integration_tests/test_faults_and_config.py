@@ -2,41 +2,48 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from integration_tests.conftest import PASSWORD, STREAM, TOKEN, catalog, config_for, login_credentials
+from integration_tests.conftest import ENDPOINTS, PASSWORD, STREAM, TOKEN, catalog, config_for, login_credentials
 from integration_tests.telecmi_simulator import OUT_MISSED, Simulator
 
 TRANSIENT = ["429", "500", "502", "503", "body_5xx", "html_200", "garbage", "drop", "stall"]
 
 
 @pytest.mark.parametrize("fault", TRANSIENT)
-def test_transient_faults_are_retried_and_the_sync_completes(connector, sim, calls, fault):
-    sim.inject(fault, times=2, endpoint=OUT_MISSED, retry_after=0, seconds=4)
-    run = connector.run("read", config_for(sim, num_workers=2), catalog())
+def test_transient_faults_are_retried_on_every_stream_and_the_sync_completes(connector, sim, calls_by_endpoint, fault):
+    for endpoint in ENDPOINTS.values():
+        sim.inject(fault, times=1, endpoint=endpoint, retry_after=0, seconds=3)
+    connector.env["SOURCE_TELECMI_REQUEST_TIMEOUT"] = "1"
+    run = connector.run("read", config_for(sim, num_workers=4), catalog("incremental", *ENDPOINTS))
     assert run.returncode == 0, run.stdout[-2000:]
-    assert sorted(r["cmiuid"] for r in run.records) == sorted(c["cmiuid"] for c in calls)
-    assert sim.stats.faults_served == 2
+    assert sim.stats.faults_served == len(ENDPOINTS)
+    for stream, endpoint in ENDPOINTS.items():
+        got = sorted(m["record"]["data"]["cmiuid"] for m in run.of("RECORD") if m["record"]["stream"] == stream)
+        assert got == sorted(c["cmiuid"] for c in calls_by_endpoint[endpoint])
 
 
 @pytest.mark.parametrize(
-    "fault, cause",
+    "fault, cause, stream",
     [
-        ("html_200", "not JSON"),
-        ("503", "server error"),
-        ("drop", "connection"),
-        ("stall", "did not answer in time"),
-        ("429", "rate limit"),
+        ("html_200", "not JSON", "outgoing_missed_calls"),
+        ("503", "server error", "incoming_missed_calls"),
+        ("drop", "connection", "incoming_answered_calls"),
+        ("stall", "did not answer in time", "outgoing_answered_calls"),
+        ("429", "rate limit", "outgoing_missed_calls"),
     ],
 )
-def test_a_fault_that_persists_ends_the_sync_with_an_error_naming_it(connector, sim, fault, cause):
-    sim.inject(fault, times=-1, endpoint=OUT_MISSED, retry_after=0, seconds=3)
+def test_a_fault_that_persists_ends_the_sync_with_an_error_naming_it(connector, sim, fault, cause, stream):
+    sim.inject(fault, times=-1, endpoint=ENDPOINTS[stream], retry_after=0, seconds=3)
     connector.env["SOURCE_TELECMI_REQUEST_TIMEOUT"] = "1"
-    run = connector.run("read", config_for(sim, num_workers=2), catalog(), timeout=180)
+    run = connector.run("read", config_for(sim, num_workers=2), catalog("incremental", stream), timeout=180)
     assert run.returncode != 0
     assert run.errors, "the sync ends with an error trace"
     text = " ".join(e["message"] + " " + (e.get("internal_message") or "") for e in run.errors)
     assert cause.lower() in text.lower()
+    assert stream in json.dumps(run.errors)
 
 
 def test_a_page_that_repeats_fails_clearly_instead_of_looping(connector, sim):
@@ -54,7 +61,9 @@ def test_an_inflated_count_does_not_page_forever(connector, sim, calls):
 
 
 def test_a_rejected_fixed_token_ends_the_sync_as_a_config_error(connector, sim):
-    run = connector.run("read", config_for(sim, credentials={"auth_type": "token", "token": "expired-token"}), catalog())
+    run = connector.run(
+        "read", config_for(sim, credentials={"auth_type": "token", "token": "expired-token"}), catalog()
+    )
     assert run.returncode != 0
     error = run.errors[0]
     assert error["failure_type"] == "config_error"
@@ -125,8 +134,12 @@ def test_no_secret_is_printed_even_in_debug_logs(connector, sim, calls):
     outputs = [
         connector.run("check", config, debug=True),
         connector.run("read", config, catalog(), debug=True),
-        connector.run("read", config_for(sim, credentials={"auth_type": "token", "token": TOKEN}), catalog(), debug=True),
-        connector.run("read", config_for(sim, credentials={"auth_type": "token", "token": "bad-token-123"}), catalog(), debug=True),
+        connector.run(
+            "read", config_for(sim, credentials={"auth_type": "token", "token": TOKEN}), catalog(), debug=True
+        ),
+        connector.run(
+            "read", config_for(sim, credentials={"auth_type": "token", "token": "bad-token-123"}), catalog(), debug=True
+        ),
     ]
     issued = sim.valid_tokens() - {TOKEN}
     assert issued, "login issued tokens"
@@ -148,8 +161,26 @@ def test_spec_and_discover(connector, sim):
         if prop.get("airbyte_secret")
     }
     assert secrets == {"token", "password"}
-    (stream,) = connector.run("discover", config_for(sim)).of("CATALOG")[0]["catalog"]["streams"]
-    assert stream["name"] == STREAM
-    assert stream["source_defined_primary_key"] == [["cmiuid"]]
-    assert stream["default_cursor_field"] == ["time"]
-    assert set(stream["supported_sync_modes"]) == {"full_refresh", "incremental"}
+    streams = connector.run("discover", config_for(sim)).of("CATALOG")[0]["catalog"]["streams"]
+    assert [s["name"] for s in streams] == list(ENDPOINTS)
+    for stream in streams:
+        assert stream["source_defined_primary_key"] == [["cmiuid"]]
+        assert stream["default_cursor_field"] == ["time"]
+        assert set(stream["supported_sync_modes"]) == {"full_refresh", "incremental"}
+        assert "$ref" not in json.dumps(stream["json_schema"])
+    assert STREAM in ENDPOINTS
+
+
+def test_check_tries_the_next_stream_when_telecmi_refuses_one(connector, sim):
+    sim.refuse_endpoint(ENDPOINTS[STREAM])
+    assert connector.run("check", config_for(sim)).connection_status["status"] == "SUCCEEDED"
+    for endpoint in ENDPOINTS.values():
+        sim.refuse_endpoint(endpoint, msg="Not for you")
+    run = connector.run("check", config_for(sim))
+    assert_failed(run, "refuses every call-record endpoint")
+
+
+def test_check_logs_in_once(connector, sim):
+    run = connector.run("check", config_for(sim, credentials=login_credentials()))
+    assert run.connection_status["status"] == "SUCCEEDED"
+    assert sim.stats.logins == 1

@@ -10,6 +10,7 @@ import pytest
 from integration_tests.conftest import (
     DAY_MS,
     END_MS,
+    ENDPOINTS,
     START_MS,
     STREAM,
     TOKEN,
@@ -18,7 +19,7 @@ from integration_tests.conftest import (
     login_credentials,
     state_messages,
 )
-from integration_tests.telecmi_simulator import OUT_MISSED, Simulator, generate_calls, make_call
+from integration_tests.telecmi_simulator import ANSWERED, Simulator, generate_calls, make_call
 from source_telecmi.timeline import finished_ranges
 
 
@@ -37,54 +38,63 @@ def stream_state(state_message):
 
 
 @pytest.mark.parametrize("workers", [1, 8])
-def test_full_refresh_returns_every_call_exactly_once(connector, sim, calls, workers):
-    run = connector.run("read", config_for(sim, num_workers=workers), catalog("full_refresh"))
+def test_full_refresh_returns_every_call_exactly_once(connector, sim, stream, calls, workers):
+    run = connector.run("read", config_for(sim, num_workers=workers), catalog("full_refresh", stream))
     assert run.returncode == 0, run.stderr
     assert_exactly(run.records, calls)
-    assert all(isinstance(r["to"], str) and isinstance(r["from"], str) for r in run.records)
+    assert all(isinstance(r["from"], str) and isinstance(r.get("to", ""), str) for r in run.records)
     assert max(b["limit"] for b in sim.stats.bodies) == 10
     assert sim.stats.max_in_flight <= workers
 
 
-def test_records_are_telecmis_records_unchanged_but_for_phone_numbers(connector, sim, calls):
-    run = connector.run("read", config_for(sim), catalog("full_refresh"))
+def test_records_are_telecmis_records_unchanged_but_for_phone_numbers(connector, sim, stream, calls):
+    run = connector.run("read", config_for(sim), catalog("full_refresh", stream))
     by_id = {c["cmiuid"]: c for c in calls}
+    assert len(run.records) == len(calls)
     for record in run.records:
         original = dict(by_id[record["cmiuid"]])
-        original["to"] = str(original["to"])
+        for phone in ("from", "to"):
+            if phone in original:
+                original[phone] = str(original[phone])
         assert record == original
 
 
-def test_two_incremental_syncs_lose_nothing_and_repeat_nothing(connector, sim, calls):
-    first = connector.run("read", config_for(sim), catalog())
+def test_two_incremental_syncs_lose_nothing_and_repeat_nothing(connector, sim, stream, endpoint, calls):
+    first = connector.run("read", config_for(sim), catalog("incremental", stream))
     assert first.returncode == 0, first.stderr
     assert_exactly(first.records, calls)
-    new = generate_calls(40, END_MS, END_MS + DAY_MS // 2, seed=99)
+    new = generate_calls(40, END_MS, END_MS + DAY_MS // 2, seed=99, endpoint=endpoint)
     # Calls made after the first sync, and one made before it ended but recorded late.
-    late = make_call(END_MS - 5)
-    sim.add_calls(OUT_MISSED, new + [late])
-    second = connector.run("read", config_for(sim, end_date="2026-01-02T00:00:00Z"), catalog(), state_messages(first))
+    late = make_call(END_MS - 5, endpoint=endpoint)
+    sim.add_calls(endpoint, new + [late])
+    second = connector.run(
+        "read", config_for(sim, end_date="2026-01-02T00:00:00Z"), catalog("incremental", stream), state_messages(first)
+    )
     assert second.returncode == 0, second.stderr
     assert_exactly(second.records, new + [late])
 
 
-def test_lookback_rereads_recent_calls_to_catch_new_notes(connector, sim, calls):
-    first = connector.run("read", config_for(sim), catalog())
+def test_lookback_rereads_recent_calls_to_catch_new_notes(connector, sim, stream, calls):
+    first = connector.run("read", config_for(sim), catalog("incremental", stream))
     newest = max(c["time"] for c in calls)
-    second = connector.run("read", config_for(sim, lookback_window_days=2), catalog(), state_messages(first))
+    second = connector.run(
+        "read", config_for(sim, lookback_window_days=2), catalog("incremental", stream), state_messages(first)
+    )
     expected = [c for c in calls if c["time"] > newest - 2 * DAY_MS]
     assert_exactly(second.records, expected)
 
 
-def test_lookback_zero_rereads_nothing(connector, sim, calls):
-    first = connector.run("read", config_for(sim), catalog())
-    second = connector.run("read", config_for(sim), catalog(), state_messages(first))
+def test_lookback_zero_rereads_nothing(connector, sim, stream, calls):
+    first = connector.run("read", config_for(sim), catalog("incremental", stream))
+    assert_exactly(first.records, calls)
+    second = connector.run("read", config_for(sim), catalog("incremental", stream), state_messages(first))
     assert second.returncode == 0
     assert second.records == []
     assert second.states, "every sync checkpoints"
 
 
 def test_a_sequential_state_resumes_after_its_cursor(connector, sim, calls):
+    # The state a one-stream-at-a-time version would have written: {"time": newest call read}.
     cursor = sorted(c["time"] for c in calls)[300]
     legacy = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": STREAM}, "stream_state": {"time": cursor}}}]
     run = connector.run("read", config_for(sim), catalog(), legacy)
@@ -92,11 +102,11 @@ def test_a_sequential_state_resumes_after_its_cursor(connector, sim, calls):
 
 
 @pytest.mark.parametrize("workers", [1, 6])
-def test_a_sync_killed_mid_way_resumes_with_nothing_lost(connector, calls, workers):
-    many = generate_calls(3000, START_MS, END_MS - 1, seed=3)
-    with Simulator(calls={OUT_MISSED: many}, tokens=[TOKEN], latency_ms=15) as sim:
+def test_a_sync_killed_mid_way_resumes_with_nothing_lost(connector, stream, endpoint, workers):
+    many = generate_calls(3000, START_MS, END_MS - 1, seed=3, endpoint=endpoint)
+    with Simulator(calls={endpoint: many}, tokens=[TOKEN], latency_ms=15) as sim:
         config = config_for(sim, num_workers=workers)
-        process = connector.start("read", config, catalog())
+        process = connector.start("read", config, catalog("incremental", stream))
         emitted, states = [], []
         for line in process.stdout:
             message = json.loads(line)
@@ -109,7 +119,7 @@ def test_a_sync_killed_mid_way_resumes_with_nothing_lost(connector, calls, worke
                     break
         process.wait()
         assert len(states) == 3 and len(emitted) < len(many), "the sync should be killed mid-way"
-        resumed = connector.run("read", config, catalog(), [states[-1]])
+        resumed = connector.run("read", config, catalog("incremental", stream), [states[-1]])
         assert resumed.returncode == 0, resumed.stderr
     # Nothing lost: every call is in one run or the other.
     assert {c["cmiuid"] for c in many} == set(ids(emitted)) | set(ids(resumed.records))
@@ -122,15 +132,19 @@ def test_a_sync_killed_mid_way_resumes_with_nothing_lost(connector, calls, worke
 
 
 @pytest.mark.parametrize("edges", ["inclusive", "exclusive"])
-def test_calls_exactly_on_window_edges_are_read_once(connector, edges):
+def test_calls_exactly_on_window_edges_are_read_once(connector, stream, endpoint, edges):
     # Calls on every millisecond around day boundaries, where windows meet.
     edge_calls = []
     for day in range(0, 31):
         boundary = START_MS + day * DAY_MS
-        edge_calls += [make_call(boundary + delta) for delta in (-1, 0, 1) if START_MS <= boundary + delta < END_MS]
-    edge_calls += [make_call(START_MS), make_call(END_MS)]
-    with Simulator(calls={OUT_MISSED: edge_calls}, tokens=[TOKEN], edges=edges) as sim:
-        run = connector.run("read", config_for(sim), catalog())
+        edge_calls += [
+            make_call(boundary + delta, endpoint=endpoint)
+            for delta in (-1, 0, 1)
+            if START_MS <= boundary + delta < END_MS
+        ]
+    edge_calls += [make_call(START_MS, endpoint=endpoint), make_call(END_MS, endpoint=endpoint)]
+    with Simulator(calls={endpoint: edge_calls}, tokens=[TOKEN], edges=edges) as sim:
+        run = connector.run("read", config_for(sim), catalog("incremental", stream))
         assert run.returncode == 0, run.stderr
         windows = {(b["from"], b["to"]) for b in sim.stats.bodies if b.get("page") == 1}
     assert_exactly(run.records, edge_calls)
@@ -138,31 +152,56 @@ def test_calls_exactly_on_window_edges_are_read_once(connector, edges):
 
 
 @pytest.mark.parametrize("workers", [1, 8])
-def test_a_call_arriving_mid_window_shifts_pages_but_nothing_is_skipped(connector, workers):
-    busy = generate_calls(300, START_MS, START_MS + DAY_MS // 4, seed=5)
-    late = [make_call(START_MS + DAY_MS // 8 + i) for i in range(3)]
-    with Simulator(calls={OUT_MISSED: busy}, tokens=[TOKEN], latency_ms=5) as sim:
-        sim.insert_after(4, OUT_MISSED, late)
-        run = connector.run("read", config_for(sim, num_workers=workers), catalog())
+def test_a_call_arriving_mid_window_shifts_pages_but_nothing_is_skipped(connector, stream, endpoint, workers):
+    busy = generate_calls(300, START_MS, START_MS + DAY_MS // 4, seed=5, endpoint=endpoint)
+    late = [make_call(START_MS + DAY_MS // 8 + i, endpoint=endpoint) for i in range(3)]
+    with Simulator(calls={endpoint: busy}, tokens=[TOKEN], latency_ms=5) as sim:
+        sim.insert_after(4, endpoint, late)
+        run = connector.run("read", config_for(sim, num_workers=workers), catalog("incremental", stream))
     assert run.returncode == 0, run.stderr
     assert_exactly(run.records, busy + late)
     assert any("reading the window again" in log for log in run.logs("WARN"))
 
 
 @pytest.mark.parametrize("workers", [1, 8])
-def test_login_renews_an_expired_token_once_without_losing_or_repeating(connector, sim, calls, workers):
-    sim.inject("expire_token", endpoint=OUT_MISSED)
+def test_login_renews_an_expired_token_once_without_losing_or_repeating(
+    connector, sim, stream, endpoint, calls, workers
+):
+    sim.inject("expire_token", endpoint=endpoint)
     sim.set_latency(5)
-    run = connector.run("read", config_for(sim, credentials=login_credentials(), num_workers=workers), catalog())
+    config = config_for(sim, credentials=login_credentials(), num_workers=workers)
+    run = connector.run("read", config, catalog("incremental", stream))
     assert run.returncode == 0, run.stderr
     assert_exactly(run.records, calls)
     assert sim.stats.logins == 2
 
 
-def test_progress_estimates_and_stream_statuses(connector, sim, calls):
-    run = connector.run("read", config_for(sim), catalog())
+def test_progress_estimates_and_stream_statuses(connector, sim, stream, calls):
+    run = connector.run("read", config_for(sim), catalog("incremental", stream))
     estimates = [t["estimate"] for t in run.traces("ESTIMATE")]
-    assert estimates and estimates[-1]["name"] == STREAM and estimates[-1]["type"] == "STREAM"
+    assert estimates and estimates[-1]["name"] == stream and estimates[-1]["type"] == "STREAM"
     assert estimates[-1]["row_estimate"] == len(calls)
     statuses = [t["stream_status"]["status"] for t in run.traces("STREAM_STATUS")]
     assert statuses[0] == "STARTED" and statuses[-1] == "COMPLETE"
+
+
+def test_all_streams_in_one_sync_each_exactly_once(connector, sim, calls_by_endpoint):
+    run = connector.run("read", config_for(sim, num_workers=8), catalog("incremental", *ENDPOINTS))
+    assert run.returncode == 0, run.stderr
+    for stream, endpoint in ENDPOINTS.items():
+        records = [m["record"]["data"] for m in run.of("RECORD") if m["record"]["stream"] == stream]
+        assert_exactly(records, calls_by_endpoint[endpoint])
+        assert [s for s in run.states if s["stream"]["stream_descriptor"]["name"] == stream]
+    assert sim.stats.max_in_flight <= 8
+
+
+def test_a_stream_telecmi_refuses_is_skipped_and_the_others_are_read(connector, sim, calls_by_endpoint):
+    sim.refuse_endpoint(ANSWERED, code=403, msg="Call recordings are not enabled for this user")
+    run = connector.run("read", config_for(sim), catalog("incremental", *ENDPOINTS))
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert not run.errors
+    warnings = [log for log in run.logs("WARN") if "incoming_answered_calls" in log]
+    assert warnings and "Call recordings are not enabled for this user" in warnings[0]
+    for stream, endpoint in ENDPOINTS.items():
+        records = [m["record"]["data"] for m in run.of("RECORD") if m["record"]["stream"] == stream]
+        assert_exactly(records, [] if endpoint == ANSWERED else calls_by_endpoint[endpoint])

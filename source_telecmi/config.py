@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from airbyte_cdk.models import FailureType
@@ -38,7 +39,7 @@ class TelecmiConfig:
     num_workers: int
 
     @classmethod
-    def parse(cls, config: Mapping[str, Any], sync_started_at: Optional[int] = None) -> "TelecmiConfig":
+    def parse(cls, config: Mapping[str, Any], sync_started_at: Optional[int] = None) -> TelecmiConfig:
         """Check and convert a config; raises ConfigError naming the first problem."""
         try:
             start = parse_utc(config.get("start_date"), "start_date")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from queue import Queue
-from typing import Any, Iterator, List, Mapping, Optional
+from typing import Any, Optional
 
 from airbyte_cdk.models import (
     AirbyteCatalog,
@@ -84,9 +85,11 @@ class SourceTelecmi(Source):
                     refusals.append(f"{stream.name}: {refused}")
             return AirbyteConnectionStatus(
                 status=Status.FAILED,
-                message=one_line("TeleCMI refuses every call-record endpoint to this user (" + "; ".join(refusals) + ")"),
+                message=one_line(
+                    "TeleCMI refuses every call-record endpoint to this user (" + "; ".join(refusals) + ")"
+                ),
             )
-        except Exception as error:  # check reports every failure, it never raises
+        except Exception as error:  # noqa: BLE001 - check reports every failure, it never raises
             return AirbyteConnectionStatus(status=Status.FAILED, message=reason_of(error))
 
     def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
@@ -97,7 +100,7 @@ class SourceTelecmi(Source):
         logger: logging.Logger,
         config: Mapping[str, Any],
         catalog: ConfiguredAirbyteCatalog,
-        state: Optional[List[AirbyteStateMessage]] = None,
+        state: Optional[list[AirbyteStateMessage]] = None,
     ) -> Iterator[AirbyteMessage]:
         settings = TelecmiConfig.parse(config)
         queue: Queue[Any] = Queue(maxsize=QUEUE_SIZE)
@@ -116,7 +119,12 @@ class SourceTelecmi(Source):
                 )
             cursor, ranges = self._cursor_and_ranges(stream, configured.sync_mode, settings, state_manager, messages)
             partitions = WindowPartitions(
-                stream, api.endpoint(stream.name, stream.path), ranges, planner_for(settings.num_workers), messages, logger
+                stream,
+                api.endpoint(stream.name, stream.path),
+                ranges,
+                planner_for(settings.num_workers),
+                messages,
+                logger,
             )
             streams.append(build_stream(stream, partitions, cursor, logger))
         if not streams:
@@ -165,4 +173,3 @@ def catalog_entry(stream: CallStream) -> AirbyteStream:
         source_defined_primary_key=[[PRIMARY_KEY]],
         is_resumable=True,
     )
-

@@ -13,8 +13,9 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Optional
 
 import orjson
 from airbyte_cdk.models import (
@@ -60,6 +61,9 @@ class CallStream:
 
 CALL_STREAMS: tuple[CallStream, ...] = (
     CallStream("outgoing_missed_calls", "/v2/user/out_missed"),
+    CallStream("incoming_missed_calls", "/v2/user/missed"),
+    CallStream("incoming_answered_calls", "/v2/user/answered"),
+    CallStream("outgoing_answered_calls", "/v2/user/out_answered"),
 )
 
 
@@ -81,9 +85,7 @@ def normalise(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             record[field] = str(int(value)) if float(value).is_integer() else str(value)
     instant = record.get(CURSOR_FIELD)
-    if isinstance(instant, str) and instant.isdigit():
-        record[CURSOR_FIELD] = int(instant)
-    elif isinstance(instant, float) and instant.is_integer():
+    if isinstance(instant, str) and instant.isdigit() or isinstance(instant, float) and instant.is_integer():
         record[CURSOR_FIELD] = int(instant)
     return record
 
@@ -147,7 +149,7 @@ class WindowRead:
         if page.count != self.count:
             self._doubt = f"its count changed from {self.count} to {page.count} between pages"
         keys = [_key(r) for r in page.records]
-        fresh = [(k, r) for k, r in zip(keys, page.records) if k not in self._seen]
+        fresh = [(k, r) for k, r in zip(keys, page.records, strict=True) if k not in self._seen]
         if page.records and not fresh and self._doubt is None:
             raise PagingError(
                 self.stream, self.window, f"page {number} repeats calls of another page with an unchanged count"
@@ -160,7 +162,9 @@ class WindowRead:
         if page.records:
             self._last_with_calls = max(self._last_with_calls, number)
         if self._short_page is not None and self._last_with_calls > self._short_page:
-            self._doubt = self._doubt or f"page {self._last_with_calls} has calls after the short page {self._short_page}"
+            self._doubt = (
+                self._doubt or f"page {self._last_with_calls} has calls after the short page {self._short_page}"
+            )
         self._seen.update(keys)
         return [r for _, r in fresh if self.window.holds(normalise(r).get(CURSOR_FIELD))]
 
@@ -198,14 +202,16 @@ class WindowRead:
                 if count is None:
                     count = page.count
                     if count > 2 * self._most_calls:
-                        raise PagingError(self.stream, self.window, f"TeleCMI reports {count} calls in it and keeps growing")
+                        raise PagingError(
+                            self.stream, self.window, f"TeleCMI reports {count} calls in it and keeps growing"
+                        )
                 elif page.count != count:
                     break
                 keys = [_key(r) for r in page.records]
                 if previous is not None and keys and keys == previous:
                     raise PagingError(self.stream, self.window, f"page {number} repeats page {number - 1}")
                 with self._lock:
-                    fresh = [(k, r) for k, r in zip(keys, page.records) if k not in self._seen]
+                    fresh = [(k, r) for k, r in zip(keys, page.records, strict=True) if k not in self._seen]
                     self._seen.update(keys)
                 yield [r for _, r in fresh if self.window.holds(normalise(r).get(CURSOR_FIELD))]
                 if len(page.records) < PAGE_SIZE or number * PAGE_SIZE >= count:
@@ -291,13 +297,10 @@ class WindowPartitions(PartitionGenerator):
                     for number in range(1, read.pages + 1):
                         yield PagePartition(read, number)
         except AccessRefused as refused:
-            self._messages.log_message(
-                Level.WARN,
-                lambda: {
-                    "message": f"Stream {self._stream.name} skipped: TeleCMI refuses {self._stream.path} "
-                    f"to this user ({refused})."
-                },
+            warning = (
+                f"Stream {self._stream.name} skipped: TeleCMI refuses {self._stream.path} to this user ({refused})."
             )
+            self._messages.log_message(Level.WARN, lambda: {"message": warning})
 
     def _emit_estimate(self, rows: int) -> None:
         self._messages.emit_message(

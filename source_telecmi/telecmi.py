@@ -11,9 +11,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
 import orjson
 import requests
@@ -98,9 +99,7 @@ def _fail(message: str, failure: FailureType = FailureType.system_error) -> Erro
 _SUCCESS = ErrorResolution(ResponseAction.SUCCESS, None, None)
 
 
-def classify(
-    answer: Optional[Union[requests.Response, Exception]], api_url: str, expects: str
-) -> ErrorResolution:
+def classify(answer: Optional[Union[requests.Response, Exception]], api_url: str, expects: str) -> ErrorResolution:
     """What one answer from TeleCMI means. `expects` is "cdr" for call records, "token" for login.
 
     Raises TokenRejected or AccessRefused for the answers the caller must act on itself.
@@ -109,7 +108,9 @@ def classify(
         return _retry(f"TeleCMI did not answer in time ({one_line(str(answer), 160)})")
     if isinstance(answer, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
         return _retry(f"The connection to TeleCMI at {api_url} failed or dropped ({one_line(str(answer), 160)})")
-    if isinstance(answer, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema)):
+    if isinstance(
+        answer, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema)
+    ):
         return _fail(f"api_url {api_url} is not a usable URL: {answer}", FailureType.config_error)
     if isinstance(answer, Exception) or answer is None:
         return _retry(f"Request to TeleCMI failed: {one_line(repr(answer), 160)}")
@@ -164,9 +165,8 @@ def classify(
 def _check_shape(body: Mapping[str, Any], expects: str) -> ErrorResolution:
     if expects == "cdr":
         count, cdr = body.get("count"), body.get("cdr")
-        if isinstance(count, int) and count >= 0 and isinstance(cdr, list):
-            if all(isinstance(r, dict) for r in cdr):
-                return _SUCCESS
+        if isinstance(count, int) and count >= 0 and isinstance(cdr, list) and all(isinstance(r, dict) for r in cdr):
+            return _SUCCESS
         return _retry(
             f"TeleCMI answered without a usable count and cdr list (count={count!r}, cdr is {type(cdr).__name__})"
         )
@@ -212,7 +212,7 @@ class RequestGate:
         with self._lock:
             self._resume_at = max(self._resume_at, time.monotonic() + seconds)
 
-    def __enter__(self) -> "RequestGate":
+    def __enter__(self) -> RequestGate:
         self._slots.acquire()
         while (wait := self._resume_at - time.monotonic()) > 0:
             time.sleep(wait)
@@ -382,7 +382,7 @@ class TelecmiApi:
         self._logger.info("Logged in to TeleCMI as user %s", self._credentials.user_id)
         return str(body_of(response)["token"])
 
-    def endpoint(self, stream_name: str, path: str) -> "CdrEndpoint":
+    def endpoint(self, stream_name: str, path: str) -> CdrEndpoint:
         """The call-record endpoint at `path`, named after the stream that reads it."""
         return CdrEndpoint(self, self._http_client(stream_name, "cdr"), self.api_url + path)
 

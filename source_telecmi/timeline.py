@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, MutableMapping, Optional, Sequence, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Optional, TypeVar
 
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
 from airbyte_cdk.sources.message import MessageRepository
@@ -52,18 +53,16 @@ def parse_utc(value: Any, field: str) -> int:
     if not isinstance(value, str):
         raise ValueError(f"{field} must be a string like 2024-01-31T00:00:00Z, got {value!r}")
     try:
-        parsed = datetime.strptime(value, DATE_FORMAT).replace(tzinfo=timezone.utc)
+        parsed = datetime.strptime(value, DATE_FORMAT).replace(tzinfo=UTC)
     except ValueError:
-        raise ValueError(
-            f"{field} {value!r} is not a UTC date in the form {DATE_FORMAT_HUMAN}"
-        ) from None
+        raise ValueError(f"{field} {value!r} is not a UTC date in the form {DATE_FORMAT_HUMAN}") from None
     return int(parsed.timestamp()) * SECOND_MS
 
 
 def format_ms(instant: int) -> str:
     """An epoch-ms instant as a readable UTC date, for messages."""
     seconds, millis = divmod(instant, SECOND_MS)
-    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{millis:03d}Z"
 
 
@@ -224,9 +223,7 @@ def finished_ranges(state: MutableMapping[str, Any]) -> list[tuple[int, int, Opt
         (
             int(s[converter.START_KEY]),
             int(s[converter.END_KEY]),
-            int(s[converter.MOST_RECENT_RECORD_KEY])
-            if s.get(converter.MOST_RECENT_RECORD_KEY) is not None
-            else None,
+            int(s[converter.MOST_RECENT_RECORD_KEY]) if s.get(converter.MOST_RECENT_RECORD_KEY) is not None else None,
         )
         for s in merged
     ]
@@ -270,7 +267,7 @@ class WindowCursor(ConcurrentCursor):
             super().observe(record)
 
     def close_partition(self, partition: Partition) -> None:
-        window_done: Callable[[], bool] = getattr(partition, "close_page")
+        window_done: Callable[[], bool] = partition.close_page
         if window_done():
             super().close_partition(partition)
 

@@ -11,7 +11,12 @@ WINDOW = Window(1000, 1999)
 
 
 def call(i, time=None):
-    return {"cmiuid": f"c{i:04d}", "time": time if time is not None else 1000 + i, "to": 919100000000 + i, "from": "6500"}
+    return {
+        "cmiuid": f"c{i:04d}",
+        "time": time if time is not None else 1000 + i,
+        "to": 919100000000 + i,
+        "from": "6500",
+    }
 
 
 class FakeEndpoint:
@@ -33,7 +38,9 @@ class FakeEndpoint:
             (c for c in self.calls if request_from <= c["time"] <= request_to), key=lambda c: c["time"], reverse=True
         )
         number = 1 if self.ignore_page else number
-        return Page(count=len(inside) + self.extra_count, records=[dict(c) for c in inside[(number - 1) * 10 : number * 10]])
+        return Page(
+            count=len(inside) + self.extra_count, records=[dict(c) for c in inside[(number - 1) * 10 : number * 10]]
+        )
 
 
 def read_all(endpoint, order=None):

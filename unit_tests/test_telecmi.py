@@ -97,8 +97,14 @@ def test_refusal_of_an_endpoint_is_raised(status):
 
 
 def test_login_answer_needs_a_token():
-    assert classify(_response(body={"code": 200, "token": "t"}, path="/v2/user/login"), API, "token").response_action == ResponseAction.SUCCESS
-    assert classify(_response(body={"code": 200, "msg": "ok"}, path="/v2/user/login"), API, "token").response_action == ResponseAction.RETRY
+    assert (
+        classify(_response(body={"code": 200, "token": "t"}, path="/v2/user/login"), API, "token").response_action
+        == ResponseAction.SUCCESS
+    )
+    assert (
+        classify(_response(body={"code": 200, "msg": "ok"}, path="/v2/user/login"), API, "token").response_action
+        == ResponseAction.RETRY
+    )
 
 
 def test_gate_bounds_requests_in_flight():
@@ -181,7 +187,9 @@ def _cdr(count, records, code=200):
     return HttpResponse(body=json.dumps({"count": count, "cdr": records, "code": code}))
 
 
-REJECTED = HttpResponse(body=json.dumps({"code": 404, "error": True, "msg": "Invalid user token, Failed to authenticate token"}))
+REJECTED = HttpResponse(
+    body=json.dumps({"code": 404, "error": True, "msg": "Invalid user token, Failed to authenticate token"})
+)
 
 
 class EndpointTest(TestCase):
@@ -212,7 +220,11 @@ class EndpointTest(TestCase):
     def test_wrong_password_is_a_config_error_naming_the_user(self, http_mocker):
         http_mocker.post(
             HttpRequest(url=LOGIN, body=json.dumps({"id": "101_1111112", "password": "wrong"})),
-            HttpResponse(body=json.dumps({"code": 404, "error": True, "msg": "Invalid user id or password, authentication failed"})),
+            HttpResponse(
+                body=json.dumps(
+                    {"code": 404, "error": True, "msg": "Invalid user id or password, authentication failed"}
+                )
+            ),
         )
         api = TelecmiApi(API, Credentials(user_id="101_1111112", password="wrong"), 2, LOGGER)
         with pytest.raises(AirbyteTracedException) as error:

@@ -121,7 +121,7 @@ def test_iterate_windows_covers_a_range_exactly_once_and_splits_busy_windows():
     planner = WindowPlanner(target_calls=500, most_calls=5000)
     windows = [w for w, _ in iterate_windows(planner, 0, 3 * DAY_MS - 1, probe, lambda n: n)]
     assert windows[0].first == 0 and windows[-1].last == 3 * DAY_MS - 1
-    assert all(a.last + 1 == b.first for a, b in zip(windows, windows[1:]))
+    assert all(a.last + 1 == b.first for a, b in zip(windows, windows[1:], strict=False))
     assert all(probe(w) <= 5000 for w in windows)
     assert len(probes) > len(windows)  # the first, too-busy day was split
 

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import tempfile
-import threading
+import time
 from datetime import UTC, datetime
 
 from . import DEFAULT_PASSWORD, DEFAULT_TOKEN, DEFAULT_USER_ID
@@ -53,9 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--notes-ratio", type=float, default=0.2)
     p.add_argument("--latency-ms", type=float, default=0.0)
-    p.add_argument(
-        "--token", action="append", help=f"valid fixed token (default {DEFAULT_TOKEN})"
-    )
+    p.add_argument("--token", action="append", help=f"valid fixed token (default {DEFAULT_TOKEN})")
     p.add_argument(
         "--user",
         action="append",
@@ -94,16 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         users[user_id] = password
     tokens = args.token or [DEFAULT_TOKEN]
     calls = {
-        ep: generate_calls(
-            args.calls, start_ms, end_ms, args.seed, ep, notes_ratio=args.notes_ratio
-        )
+        ep: generate_calls(args.calls, start_ms, end_ms, args.seed, ep, notes_ratio=args.notes_ratio)
         for ep in endpoints
     }
 
-    stop = threading.Event()
+    # A plain flag, not threading.Event: Event.set() from a signal handler can
+    # deadlock if the signal lands while the main thread holds the Event's lock.
+    stop = []
 
     def _on_signal(signum: int, frame: object) -> None:
-        stop.set()
+        stop.append(signum)
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -133,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-        while not stop.wait(0.5):
-            pass
+        while not stop:
+            time.sleep(0.1)
     finally:
         sim.stop()
         if args.port_file:

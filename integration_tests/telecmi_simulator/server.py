@@ -349,9 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.release()
         try:
             if reset:
-                self.connection.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 with self.server.conn_lock:
                     self.server.reset_sockets.add(self.connection)
             else:
@@ -363,9 +361,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Fault:
     __slots__ = ("endpoint", "name", "options", "remaining")
 
-    def __init__(
-        self, name: str, remaining: int, endpoint: str | None, options: dict[str, Any]
-    ) -> None:
+    def __init__(self, name: str, remaining: int, endpoint: str | None, options: dict[str, Any]) -> None:
         self.name = name
         self.remaining = remaining
         self.endpoint = endpoint
@@ -476,9 +472,7 @@ class Simulator:
                 store = self._stores[ep] = _Store()
             store.add(records)
 
-    def records(
-        self, endpoint: str, from_ms: int | None = None, to_ms: int | None = None
-    ) -> list[dict[str, Any]]:
+    def records(self, endpoint: str, from_ms: int | None = None, to_ms: int | None = None) -> list[dict[str, Any]]:
         """What the API holds for a window (current edge mode), newest first.
 
         Without bounds: every record of the endpoint. For test expectations.
@@ -512,9 +506,7 @@ class Simulator:
     def set_latency(self, ms: float) -> None:
         self._latency_s = max(0.0, float(ms)) / 1000.0
 
-    def inject(
-        self, fault: str, times: int = 1, *, endpoint: str | None = None, **options: Any
-    ) -> None:
+    def inject(self, fault: str, times: int = 1, *, endpoint: str | None = None, **options: Any) -> None:
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
         if times == 0:
@@ -533,9 +525,7 @@ class Simulator:
         with self._lock:
             return len(self._faults)
 
-    def refuse_endpoint(
-        self, endpoint: str, code: int = 403, msg: str = MSG_FORBIDDEN
-    ) -> None:
+    def refuse_endpoint(self, endpoint: str, code: int = 403, msg: str = MSG_FORBIDDEN) -> None:
         with self._lock:
             self._refused[normalize_endpoint(endpoint)] = (code, msg)
 
@@ -543,9 +533,7 @@ class Simulator:
         with self._lock:
             self._refused.pop(normalize_endpoint(endpoint), None)
 
-    def insert_after(
-        self, requests: int, endpoint: str, records: list[dict[str, Any]]
-    ) -> None:
+    def insert_after(self, requests: int, endpoint: str, records: list[dict[str, Any]]) -> None:
         ep = normalize_endpoint(endpoint)
         if requests <= 0:
             self.add_calls(ep, records)
@@ -684,9 +672,7 @@ class Simulator:
         answer = {"code": 200, "msg": MSG_LOGIN_OK, "token": token, "agent": agent}
         h.respond(200, _dumps(answer))
 
-    def _cdr(
-        self, h: _Handler, path: str, body: dict[str, Any], mods: dict[str, Any]
-    ) -> None:
+    def _cdr(self, h: _Handler, path: str, body: dict[str, Any], mods: dict[str, Any]) -> None:
         token, from_v, to_v = body.get("token"), body.get("from"), body.get("to")
         if token in (None, "") or from_v is None or to_v is None:
             self._send_error(h, 400, MSG_PARAM_MISSING)

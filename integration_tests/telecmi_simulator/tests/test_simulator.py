@@ -114,8 +114,7 @@ def test_record_shapes_per_endpoint():
     assert 0.1 * n < len(with_notes) < 0.3 * n
     assert any(len(r["notes"]) == 2 for r in with_notes)
     assert any(
-        r["notes"][0]["date"] == r["notes"][1]["date"]
-        and r["notes"][0]["agent"] == r["notes"][1]["agent"]
+        r["notes"][0]["date"] == r["notes"][1]["date"] and r["notes"][0]["agent"] == r["notes"][1]["agent"]
         for r in with_notes
         if len(r["notes"]) == 2
     )
@@ -250,9 +249,7 @@ def test_login_success_failure_and_token_expiry(sim):
         "error": True,
         "msg": "Invalid user id or password, authentication failed",
     }
-    assert post(sim, "/v2/user/login", {"id": "x", "password": PASSWORD}).json[
-        "code"
-    ] == (404)
+    assert post(sim, "/v2/user/login", {"id": "x", "password": PASSWORD}).json["code"] == (404)
     assert sim.stats.logins == 2
     assert sim.stats.by_path["/v2/user/login"] == 4
 
@@ -391,16 +388,12 @@ def test_fault_stall_times_out_client_without_blocking_others(sim):
 
 
 def test_fault_expire_token(sim):
-    token = post(sim, "/v2/user/login", {"id": USER, "password": PASSWORD}).json[
-        "token"
-    ]
+    token = post(sim, "/v2/user/login", {"id": USER, "password": PASSWORD}).json["token"]
     sim.inject("expire_token")
     assert cdr(sim, token=token).json["code"] == 404
     assert cdr(sim, token=token).json["code"] == 404
     assert cdr(sim, token=TOKEN).json["code"] == 404
-    token = post(sim, "/v2/user/login", {"id": USER, "password": PASSWORD}).json[
-        "token"
-    ]
+    token = post(sim, "/v2/user/login", {"id": USER, "password": PASSWORD}).json["token"]
     assert cdr(sim, token=token).json["code"] == 200
 
 
@@ -599,9 +592,7 @@ def test_cli_port_file_and_sigterm(tmp_path):
         assert call(OUT_MISSED, body)["count"] == 30
         assert call(MISSED, body)["count"] == 30
         assert call(ANSWERED, body)["count"] == 0
-        login = call(
-            "/v2/user/login", {"id": "101_1111112", "password": "demo-password"}
-        )
+        login = call("/v2/user/login", {"id": "101_1111112", "password": "demo-password"})
         assert login["code"] == 200
     finally:
         proc.send_signal(signal.SIGTERM)
