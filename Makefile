@@ -16,7 +16,7 @@ $(STAMP): setup.py
 venv: $(STAMP)
 
 lint: venv
-	$(PY) -m ruff check source_telecmi unit_tests integration_tests scripts
+	$(PY) -m ruff check source_telecmi unit_tests integration_tests scripts/demo.py
 
 unit: venv
 	$(PY) -m pytest unit_tests
@@ -26,6 +26,7 @@ integration: venv
 
 test: venv lint
 	$(PY) -m pytest unit_tests integration_tests
+	bash scripts/image_test.sh
 
 demo: venv
 	$(PY) scripts/demo.py
@@ -33,5 +34,11 @@ demo: venv
 bench: venv
 	$(PY) scripts/bench.py
 
+image-test: venv
+	bash scripts/image_test.sh
+
+pyairbyte-test: venv
+	bash scripts/pyairbyte_test.sh
+
 clean:
-	rm -rf $(VENV) .demo .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-pyairbyte .demo .pytest_cache build *.egg-info
