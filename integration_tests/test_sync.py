@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -205,3 +207,27 @@ def test_a_stream_telecmi_refuses_is_skipped_and_the_others_are_read(connector, 
     for stream, endpoint in ENDPOINTS.items():
         records = [m["record"]["data"] for m in run.of("RECORD") if m["record"]["stream"] == stream]
         assert_exactly(records, [] if endpoint == ANSWERED else calls_by_endpoint[endpoint])
+
+
+def test_a_429_pauses_every_worker_not_only_the_one_that_got_it(connector, stream, endpoint):
+    many = generate_calls(4000, START_MS, END_MS - 1, seed=11, endpoint=endpoint)
+    with Simulator(calls={endpoint: many}, tokens=[TOKEN], latency_ms=5) as sim:
+        connector.env["SOURCE_TELECMI_BACKOFF_SCALE"] = "1"
+        process = connector.start("read", config_for(sim, num_workers=8), catalog("incremental", stream))
+        # Drain stdout as a destination would, so the connector never waits on its own output.
+        output = concurrent.futures.ThreadPoolExecutor(1).submit(process.stdout.readlines)
+        deadline = time.monotonic() + 30
+        while sim.stats.requests < 40 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        sim.inject("429", endpoint=endpoint, retry_after=1.5)
+        while sim.stats.faults_served == 0 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        before = sim.stats.requests
+        time.sleep(1.0)
+        during_pause = sim.stats.requests - before
+        assert process.wait(timeout=60) == 0
+        records = [json.loads(line) for line in output.result()]
+    # Only requests already on their way when the 429 came may land during the pause.
+    assert during_pause <= 8
+    got = [m["record"]["data"] for m in records if m["type"] == "RECORD"]
+    assert_exactly(got, many)

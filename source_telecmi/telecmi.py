@@ -176,11 +176,12 @@ def _check_shape(body: Mapping[str, Any], expects: str) -> ErrorResolution:
 
 
 class TelecmiErrorHandler(ErrorHandler):
-    """The CDK error handler over `classify`."""
+    """The CDK error handler over `classify`; a 429 pauses every worker the moment it is read."""
 
-    def __init__(self, api_url: str, expects: str, max_retries: int = MAX_RETRIES) -> None:
+    def __init__(self, api_url: str, expects: str, gate: "RequestGate", max_retries: int = MAX_RETRIES) -> None:
         self._api_url = api_url
         self._expects = expects
+        self._gate = gate
         self._max_retries = max_retries
 
     @property
@@ -193,6 +194,8 @@ class TelecmiErrorHandler(ErrorHandler):
 
     def interpret_response(self, response: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
         resolution = classify(response, self._api_url, self._expects)
+        if resolution.response_action == ResponseAction.RATE_LIMITED and isinstance(response, requests.Response):
+            self._gate.pause(rate_limit_wait(response))
         if self._expects == "token" and resolution.response_action == ResponseAction.SUCCESS:
             # Masked before anything (the CDK's debug log of this very response included) can print it.
             add_to_secrets(body_of(response)["token"])  # type: ignore[arg-type]
@@ -238,40 +241,37 @@ class GatedSession(requests.Session):
 
 
 class TelecmiBackoff(BackoffStrategy):
-    """Exponential backoff; a 429 honours Retry-After and pauses every worker, not just this one."""
-
-    def __init__(self, gate: RequestGate) -> None:
-        self._gate = gate
+    """Exponential backoff; after a 429, Retry-After (every worker is paused as long by the error handler)."""
 
     def backoff_time(
         self,
         response_or_exception: Optional[Union[requests.Response, requests.RequestException]],
         attempt_count: int,
     ) -> Optional[float]:
-        scale = _backoff_scale()
-        if isinstance(response_or_exception, requests.Response) and (
-            response_or_exception.status_code == 429
-            or (isinstance(body_of(response_or_exception), dict) and body_of(response_or_exception).get("code") == 429)
-        ):
-            wait = _retry_after(response_or_exception) * scale
-            self._gate.pause(wait)
-            return max(wait, 0.001)
+        if isinstance(response_or_exception, requests.Response) and _rate_limited(response_or_exception):
+            return max(rate_limit_wait(response_or_exception), 0.001)
         wait = min(LONGEST_BACKOFF_S, FIRST_BACKOFF_S * 2 ** max(attempt_count - 1, 0))
-        return max(wait * scale, 0.001)
+        return max(wait * _backoff_scale(), 0.001)
 
 
-def _retry_after(response: requests.Response) -> float:
+def _rate_limited(response: requests.Response) -> bool:
+    body = body_of(response)
+    return response.status_code == 429 or (isinstance(body, dict) and body.get("code") == 429)
+
+
+def rate_limit_wait(response: requests.Response) -> float:
+    """How long to wait after a 429: its Retry-After (seconds or an HTTP date), else a default; scaled for tests."""
     value = response.headers.get("Retry-After")
-    if not value:
-        return DEFAULT_RATE_LIMIT_WAIT_S
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return DEFAULT_RATE_LIMIT_WAIT_S
+    wait = DEFAULT_RATE_LIMIT_WAIT_S
+    if value:
+        try:
+            wait = max(0.0, float(value))
+        except ValueError:
+            try:
+                wait = max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError):
+                wait = DEFAULT_RATE_LIMIT_WAIT_S
+    return wait * _backoff_scale()
 
 
 @dataclass(frozen=True)
@@ -360,9 +360,9 @@ class TelecmiApi:
         return HttpClient(
             name=name,
             logger=self._logger,
-            error_handler=TelecmiErrorHandler(self.api_url, expects, self._max_retries),
+            error_handler=TelecmiErrorHandler(self.api_url, expects, self.gate, self._max_retries),
             session=self._session,
-            backoff_strategy=TelecmiBackoff(self.gate),
+            backoff_strategy=TelecmiBackoff(),
             request_timeout=_request_timeout(),
         )
 

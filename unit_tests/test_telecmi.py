@@ -19,9 +19,11 @@ from source_telecmi.telecmi import (
     RequestGate,
     TelecmiApi,
     TelecmiBackoff,
+    TelecmiErrorHandler,
     TokenKeeper,
     TokenRejected,
     classify,
+    rate_limit_wait,
 )
 
 API = "https://rest.telecmi.com"
@@ -133,17 +135,26 @@ def test_gate_bounds_requests_in_flight():
 def test_a_429_pauses_every_worker(monkeypatch):
     monkeypatch.setenv("SOURCE_TELECMI_BACKOFF_SCALE", "1")
     gate = RequestGate(4)
-    wait = TelecmiBackoff(gate).backoff_time(_response(429, {}, headers={"Retry-After": "0.3"}), 1)
-    assert wait == pytest.approx(0.3)
+    limited = _response(429, {}, headers={"Retry-After": "0.3"})
+    resolution = TelecmiErrorHandler(API, "cdr", gate).interpret_response(limited)
+    assert resolution.response_action == ResponseAction.RATE_LIMITED
+    assert TelecmiBackoff().backoff_time(limited, 1) == pytest.approx(0.3)
     started = time.monotonic()
     with gate:  # another worker, which never saw the 429
         pass
     assert time.monotonic() - started >= 0.25
 
 
+def test_retry_after_may_be_an_http_date_or_missing(monkeypatch):
+    monkeypatch.setenv("SOURCE_TELECMI_BACKOFF_SCALE", "1")
+    assert rate_limit_wait(_response(429, {})) == 30
+    soon = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 100))
+    assert 95 < rate_limit_wait(_response(429, {}, headers={"Retry-After": soon})) <= 100
+
+
 def test_backoff_is_exponential_and_scalable(monkeypatch):
     monkeypatch.setenv("SOURCE_TELECMI_BACKOFF_SCALE", "1")
-    backoff = TelecmiBackoff(RequestGate(1))
+    backoff = TelecmiBackoff()
     assert [backoff.backoff_time(_response(503, {}), n) for n in (1, 2, 3)] == [5, 10, 20]
     assert backoff.backoff_time(_response(503, {}), 10) == 120
     monkeypatch.setenv("SOURCE_TELECMI_BACKOFF_SCALE", "0.01")
