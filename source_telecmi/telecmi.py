@@ -178,7 +178,7 @@ def _check_shape(body: Mapping[str, Any], expects: str) -> ErrorResolution:
 class TelecmiErrorHandler(ErrorHandler):
     """The CDK error handler over `classify`; a 429 pauses every worker the moment it is read."""
 
-    def __init__(self, api_url: str, expects: str, gate: "RequestGate", max_retries: int = MAX_RETRIES) -> None:
+    def __init__(self, api_url: str, expects: str, gate: RequestGate, max_retries: int = MAX_RETRIES) -> None:
         self._api_url = api_url
         self._expects = expects
         self._gate = gate
