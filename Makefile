@@ -27,6 +27,7 @@ integration: venv
 test: venv lint
 	$(PY) -m pytest unit_tests integration_tests
 	bash scripts/image_test.sh
+	bash scripts/pyairbyte_test.sh
 
 demo: venv
 	$(PY) scripts/demo.py

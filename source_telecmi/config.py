@@ -47,8 +47,10 @@ class TelecmiConfig:
             end = parse_utc(end_date, "end_date") if end_date else (sync_started_at or now_ms())
         except ValueError as bad_date:
             raise ConfigError(str(bad_date)) from None
-        if end < start:
+        if end < start and end_date:
             raise ConfigError(f"end_date {format_ms(end)} is before start_date {format_ms(start)}")
+        if end < start:
+            raise ConfigError(f"start_date {format_ms(start)} is in the future: no call to read yet")
         lookback_days = _whole_number(config, "lookback_window_days", DEFAULT_LOOKBACK_DAYS, 0, 3650)
         num_workers = _whole_number(config, "num_workers", DEFAULT_NUM_WORKERS, 1, MOST_WORKERS)
         return cls(
