@@ -226,14 +226,21 @@ class RequestGate:
 
 
 class GatedSession(requests.Session):
-    """A requests session whose every send passes through the shared gate."""
+    """A requests session whose every send passes through the shared gate.
 
-    def __init__(self, gate: RequestGate, pool_size: int) -> None:
+    Proxy and CA-bundle settings are read from the environment once, here, rather than on every
+    request (requests re-scans the whole environment per request, a fifth of the CPU of a sync).
+    """
+
+    def __init__(self, gate: RequestGate, pool_size: int, api_url: str) -> None:
         super().__init__()
         self._gate = gate
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
         self.mount("https://", adapter)
         self.mount("http://", adapter)
+        self.proxies.update(requests.utils.get_environ_proxies(api_url))
+        self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.trust_env = False
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         with self._gate:
@@ -349,7 +356,7 @@ class TelecmiApi:
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.gate = RequestGate(num_workers)
-        self._session = GatedSession(self.gate, pool_size=num_workers + 2)
+        self._session = GatedSession(self.gate, pool_size=num_workers + 2, api_url=self.api_url)
         self._logger = logger
         self._max_retries = max_retries
         self._credentials = credentials

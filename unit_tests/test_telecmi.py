@@ -273,3 +273,16 @@ class EndpointTest(TestCase):
         with pytest.raises(AirbyteTracedException) as error:
             api.endpoint("calls", "/v2/user/out_missed").page(99, 201, 1)
         assert "not JSON" in str(error.value.message) + str(error.value.internal_message)
+
+
+def test_proxy_settings_come_from_the_environment_once(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/company-ca.pem")
+    from source_telecmi.telecmi import GatedSession
+
+    session = GatedSession(RequestGate(1), 2, "https://rest.telecmi.com")
+    assert session.proxies["https"] == "http://proxy.internal:3128"
+    assert session.verify == "/etc/company-ca.pem"
+    assert not session.trust_env
+    assert "https" not in GatedSession(RequestGate(1), 2, "http://127.0.0.1:9").proxies
