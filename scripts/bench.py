@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
 
 import _bench_helpers as helpers  # next to this script, so on sys.path already
 
+from integration_tests.conftest import catalog
 from integration_tests.telecmi_simulator import OUT_MISSED, Simulator, generate_calls
 
 try:
@@ -165,25 +166,6 @@ def format_utc(ms: int) -> str:
     return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def catalog(sync_mode: str) -> dict[str, Any]:
-    return {
-        "streams": [
-            {
-                "stream": {
-                    "name": STREAM,
-                    "json_schema": {},
-                    "supported_sync_modes": ["full_refresh", "incremental"],
-                    "source_defined_cursor": True,
-                    "default_cursor_field": ["time"],
-                },
-                "sync_mode": sync_mode,
-                "cursor_field": ["time"],
-                "destination_sync_mode": "append",
-            }
-        ]
-    }
-
-
 def connector_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
     return env
@@ -253,7 +235,7 @@ def read_argv(workdir: str, config: dict[str, Any], sync_mode: str) -> list[str]
     config_path = os.path.join(workdir, "config.json")
     catalog_path = os.path.join(workdir, "catalog.json")
     Path(config_path).write_text(json.dumps(config))
-    Path(catalog_path).write_text(json.dumps(catalog(sync_mode)))
+    Path(catalog_path).write_text(json.dumps(catalog(sync_mode, STREAM)))
     return ["read", "--config", config_path, "--catalog", catalog_path]
 
 
