@@ -70,7 +70,7 @@ def main() -> None:
         print(f"spec      {len(spec['properties'])} settings: {', '.join(spec['properties'])}")
 
         status = of(run("check", "--config", str(config_path)), "CONNECTION_STATUS")[0]["connectionStatus"]
-        print(f"check     {status['status']} {status.get('message') or ''}")
+        print(f"check     {status['status']} {status.get('message') or ''}".rstrip())
 
         streams = of(run("discover", "--config", str(config_path)), "CATALOG")[0]["catalog"]["streams"]
         print(f"discover  {len(streams)} streams: {', '.join(s['name'] for s in streams)}")
