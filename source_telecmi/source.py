@@ -118,14 +118,8 @@ class SourceTelecmi(Source):
                     f"(it has {', '.join(by_name)})"
                 )
             cursor, ranges = self._cursor_and_ranges(stream, configured.sync_mode, settings, state_manager, messages)
-            partitions = WindowPartitions(
-                stream,
-                api.endpoint(stream.name, stream.path),
-                ranges,
-                planner_for(settings.num_workers),
-                messages,
-                logger,
-            )
+            endpoint = api.endpoint(stream.name, stream.path)
+            partitions = WindowPartitions(stream, endpoint, ranges, planner_for(settings.num_workers), messages)
             streams.append(build_stream(stream, partitions, cursor, logger))
         if not streams:
             return

@@ -149,7 +149,7 @@ class WindowRead:
         if page.count != self.count:
             self._doubt = f"its count changed from {self.count} to {page.count} between pages"
         keys = [_key(r) for r in page.records]
-        fresh = [(k, r) for k, r in zip(keys, page.records, strict=True) if k not in self._seen]
+        fresh = [r for k, r in zip(keys, page.records, strict=True) if k not in self._seen]
         if page.records and not fresh and self._doubt is None:
             raise PagingError(
                 self.stream, self.window, f"page {number} repeats calls of another page with an unchanged count"
@@ -166,7 +166,11 @@ class WindowRead:
                 self._doubt or f"page {self._last_with_calls} has calls after the short page {self._short_page}"
             )
         self._seen.update(keys)
-        return [r for _, r in fresh if self.window.holds(normalise(r).get(CURSOR_FIELD))]
+        return self._own(fresh)
+
+    def _own(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The calls, normalised, that belong to this window (not to a neighbour across an edge)."""
+        return [r for r in records if self.window.holds(normalise(r).get(CURSOR_FIELD))]
 
     def finish_page(self) -> bool:
         """Count a page as read; True for the last page of the window to finish."""
@@ -211,9 +215,9 @@ class WindowRead:
                 if previous is not None and keys and keys == previous:
                     raise PagingError(self.stream, self.window, f"page {number} repeats page {number - 1}")
                 with self._lock:
-                    fresh = [(k, r) for k, r in zip(keys, page.records, strict=True) if k not in self._seen]
+                    fresh = [r for k, r in zip(keys, page.records, strict=True) if k not in self._seen]
                     self._seen.update(keys)
-                yield [r for _, r in fresh if self.window.holds(normalise(r).get(CURSOR_FIELD))]
+                yield self._own(fresh)
                 if len(page.records) < PAGE_SIZE or number * PAGE_SIZE >= count:
                     return
                 number += 1
@@ -232,12 +236,15 @@ class PagePartition(Partition):
 
     def read(self) -> Iterable[Record]:
         window_read = self._read
-        for data in window_read.read_page(self._number):
-            yield Record(data=data, stream_name=window_read.stream, associated_slice=window_read.slice)
+        yield from self._records(window_read.read_page(self._number))
+        # The last page of a window to finish reads it again if its pages contradicted each other.
         if window_read.finish_page() and window_read.in_doubt:
             for batch in window_read.reread():
-                for data in batch:
-                    yield Record(data=data, stream_name=window_read.stream, associated_slice=window_read.slice)
+                yield from self._records(batch)
+
+    def _records(self, calls: list[dict[str, Any]]) -> Iterator[Record]:
+        for data in calls:
+            yield Record(data=data, stream_name=self._read.stream, associated_slice=self._read.slice)
 
     def close_page(self) -> bool:
         return self._read.close_page()
@@ -265,14 +272,12 @@ class WindowPartitions(PartitionGenerator):
         ranges: Callable[[], list[tuple[int, int]]],
         planner: WindowPlanner,
         messages: MessageRepository,
-        logger: logging.Logger,
     ) -> None:
         self._stream = stream
         self._endpoint = endpoint
         self._ranges = ranges
         self._planner = planner
         self._messages = messages
-        self._logger = logger
 
     def _probe(self, window: Window) -> Page:
         return self._endpoint.page(window.request_from, window.request_to, 1)
