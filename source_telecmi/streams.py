@@ -227,20 +227,54 @@ class WindowRead:
         )
 
 
+class Backlog:
+    """Bounds how far the probing of windows runs ahead of the reading of their pages.
+
+    Memory stays flat however many calls a sync reads, counts are fresh when pages are read, and
+    checkpoints follow each other closely. If no page finishes for `patience_s` (the readers are
+    gone: the sync is failing), probing goes on rather than block.
+    """
+
+    def __init__(self, most_pages: int, patience_s: float = 30.0) -> None:
+        self._most_pages = most_pages
+        self._patience_s = patience_s
+        self._pending = 0
+        self._changed = threading.Condition()
+
+    def add(self, pages: int) -> None:
+        with self._changed:
+            self._pending += pages
+
+    def done(self) -> None:
+        with self._changed:
+            self._pending -= 1
+            self._changed.notify_all()
+
+    def wait_for_room(self) -> None:
+        with self._changed:
+            while self._pending > self._most_pages:
+                if not self._changed.wait(timeout=self._patience_s):
+                    return
+
+
 class PagePartition(Partition):
     """One page of one window."""
 
-    def __init__(self, read: WindowRead, number: int) -> None:
+    def __init__(self, read: WindowRead, number: int, backlog: Backlog) -> None:
         self._read = read
         self._number = number
+        self._backlog = backlog
 
     def read(self) -> Iterable[Record]:
         window_read = self._read
-        yield from self._records(window_read.read_page(self._number))
-        # The last page of a window to finish reads it again if its pages contradicted each other.
-        if window_read.finish_page() and window_read.in_doubt:
-            for batch in window_read.reread():
-                yield from self._records(batch)
+        try:
+            yield from self._records(window_read.read_page(self._number))
+            # The last page of a window to finish reads it again if its pages contradicted each other.
+            if window_read.finish_page() and window_read.in_doubt:
+                for batch in window_read.reread():
+                    yield from self._records(batch)
+        finally:
+            self._backlog.done()
 
     def _records(self, calls: list[dict[str, Any]]) -> Iterator[Record]:
         for data in calls:
@@ -278,8 +312,10 @@ class WindowPartitions(PartitionGenerator):
         self._ranges = ranges
         self._planner = planner
         self._messages = messages
+        self._backlog = Backlog(most_pages=2 * planner.target_calls // PAGE_SIZE)
 
     def _probe(self, window: Window) -> Page:
+        self._backlog.wait_for_room()
         return self._endpoint.page(window.request_from, window.request_to, 1)
 
     def generate(self) -> Iterable[Partition]:
@@ -299,8 +335,9 @@ class WindowPartitions(PartitionGenerator):
                     covered += window.span
                     known += calls_in(page)
                     self._emit_estimate(estimate_total(known, covered, remaining - covered))
+                    self._backlog.add(read.pages)
                     for number in range(1, read.pages + 1):
-                        yield PagePartition(read, number)
+                        yield PagePartition(read, number, self._backlog)
         except AccessRefused as refused:
             warning = (
                 f"Stream {self._stream.name} skipped: TeleCMI refuses {self._stream.path} to this user ({refused})."

@@ -3,7 +3,7 @@
 import pytest
 from airbyte_cdk.sources.message import InMemoryMessageRepository
 
-from source_telecmi.streams import CALL_STREAMS, PagePartition, PagingError, WindowRead, normalise
+from source_telecmi.streams import CALL_STREAMS, Backlog, PagePartition, PagingError, WindowRead, normalise
 from source_telecmi.telecmi import Page
 from source_telecmi.timeline import Window
 
@@ -49,10 +49,10 @@ def read_all(endpoint, order=None):
     numbers = order(read.pages) if order else range(1, read.pages + 1)
     records = []
     for number in numbers:
-        partition = PagePartition(read, number)
+        partition = PagePartition(read, number, Backlog(10**6))
         records += [r.data for r in partition.read()]
         assert partition.to_slice() == WINDOW.as_slice()
-    closes = [PagePartition(read, n).close_page() for n in range(1, read.pages + 1)]
+    closes = [PagePartition(read, n, Backlog(10**6)).close_page() for n in range(1, read.pages + 1)]
     assert closes == [False] * (read.pages - 1) + [True]
     return records
 
@@ -104,7 +104,7 @@ def test_a_count_that_overstates_stops_at_the_short_page():
     read = WindowRead("calls", WINDOW, first, endpoint, InMemoryMessageRepository(), most_calls=5000)
     records = []
     for number in range(1, read.pages + 1):
-        records += [r.data for r in PagePartition(read, number).read()]
+        records += [r.data for r in PagePartition(read, number, Backlog(10**6)).read()]
     assert ids(records) == ids(calls)
     assert len(endpoint.requests) < 15  # pages past the short page are never asked for
 
@@ -129,3 +129,25 @@ def test_streams_are_rows_with_a_resolved_schema():
         assert "$ref" not in str(schema)
         assert schema["properties"]["notes"]["items"]["properties"]["agent"]["type"] == ["null", "string"]
         assert "additionalProperties" not in schema
+
+
+def test_backlog_holds_probing_until_pages_are_read_but_never_forever():
+    import threading
+    import time
+
+    backlog = Backlog(most_pages=5, patience_s=0.3)
+    backlog.add(8)
+    waited = []
+    prober = threading.Thread(target=lambda: (backlog.wait_for_room(), waited.append(time.monotonic())))
+    started = time.monotonic()
+    prober.start()
+    time.sleep(0.05)
+    assert not waited
+    for _ in range(3):
+        backlog.done()
+    prober.join(timeout=1)
+    assert waited and waited[0] - started < 0.25  # room came when pages were read
+    backlog.add(10)
+    started = time.monotonic()
+    backlog.wait_for_room()  # nobody reads: gives up waiting instead of hanging
+    assert 0.25 <= time.monotonic() - started < 1
