@@ -119,7 +119,7 @@ def classify(answer: Optional[Union[requests.Response, Exception]], api_url: str
     body = body_of(answer)
     code = body.get("code") if isinstance(body, dict) else None
     message = _message(body)
-    if status == 429 or code == 429:
+    if _rate_limited(answer):
         return ErrorResolution(
             ResponseAction.RATE_LIMITED,
             FailureType.transient_error,
