@@ -330,7 +330,6 @@ class TokenKeeper:
 
     def _log_in(self) -> str:
         token = self._login()
-        add_to_secrets(token)  # already masked by the login answer's handler; kept for any other login source
         self.logins += 1
         return token
 
