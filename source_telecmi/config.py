@@ -11,13 +11,16 @@ from urllib.parse import urlsplit
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_telecmi.telecmi import Credentials
+from source_telecmi.telecmi import Credentials, register_secret
 from source_telecmi.timeline import days_ms, format_ms, now_ms, parse_utc
 
-DEFAULT_API_URL = "https://rest.telecmi.com"
+API_URLS = {"global": "https://rest.telecmi.com", "india": "https://piopiy.telecmi.com"}
+DEFAULT_API_URL = API_URLS["global"]
 DEFAULT_LOOKBACK_DAYS = 1
-DEFAULT_NUM_WORKERS = 4
+# The ceiling of requests in flight: the connector comes down from it by itself under a rate limit.
+DEFAULT_NUM_WORKERS = 8
 MOST_WORKERS = 32
+MOST_LOOKBACK_DAYS = 3650
 
 
 class ConfigError(AirbyteTracedException):
@@ -37,6 +40,7 @@ class TelecmiConfig:
     lookback_ms: int
     api_url: str
     num_workers: int
+    region: str = "global"
 
     @classmethod
     def parse(cls, config: Mapping[str, Any], sync_started_at: Optional[int] = None) -> TelecmiConfig:
@@ -51,15 +55,25 @@ class TelecmiConfig:
             raise ConfigError(f"end_date {format_ms(end)} is before start_date {format_ms(start)}")
         if end < start:
             raise ConfigError(f"start_date {format_ms(start)} is in the future: no call to read yet")
-        lookback_days = _whole_number(config, "lookback_window_days", DEFAULT_LOOKBACK_DAYS, 0, 3650)
+        lookback_days = _whole_number(config, "lookback_window_days", DEFAULT_LOOKBACK_DAYS, 0, MOST_LOOKBACK_DAYS)
         num_workers = _whole_number(config, "num_workers", DEFAULT_NUM_WORKERS, 1, MOST_WORKERS)
+        region = config.get("region") or "global"
+        if region not in API_URLS:
+            raise ConfigError(f"region must be 'global' or 'india', got {region!r}")
+        credentials = _credentials(config.get("credentials"))
+        if region == "india" and credentials.kind != "app":
+            raise ConfigError(
+                "credentials: reading one user's calls is not supported on TeleCMI's Indian platform (its user "
+                "endpoints are only partly documented); use the app id and app secret (auth_type app)"
+            )
         return cls(
-            credentials=_credentials(config.get("credentials")),
+            credentials=credentials,
             start=start,
             end=end,
             lookback_ms=days_ms(lookback_days),
-            api_url=_api_url(config.get("api_url") or DEFAULT_API_URL),
+            api_url=_api_url(config.get("api_url") or API_URLS[region]),
             num_workers=num_workers,
+            region=region,
         )
 
 
@@ -75,22 +89,34 @@ def _whole_number(config: Mapping[str, Any], field: str, default: int, low: int,
 
 
 def _credentials(credentials: Any) -> Credentials:
+    """The credentials, checked; every secret in them is masked in all output from here on."""
     if not isinstance(credentials, Mapping):
-        raise ConfigError("credentials are missing: give a user token, or a user_id and password")
+        raise ConfigError("credentials are missing: give an app id and app secret, a user login, or a user token")
+    for field in ("token", "password", "app_secret"):
+        register_secret(credentials.get(field))
     auth_type = credentials.get("auth_type")
+    if auth_type == "app":
+        app_id, secret = credentials.get("app_id"), credentials.get("app_secret")
+        if isinstance(app_id, str) and app_id.strip().isdigit():
+            app_id = int(app_id.strip())
+        if isinstance(app_id, bool) or not isinstance(app_id, int) or app_id <= 0:
+            raise ConfigError(f"credentials.app_id must be the app's number, like 1111112, got {app_id!r}")
+        if not isinstance(secret, str) or not secret.strip():
+            raise ConfigError("credentials.app_secret is empty: paste the app secret from the TeleCMI dashboard")
+        return Credentials(kind="app", app_id=app_id, app_secret=secret.strip())
     if auth_type == "token":
         token = credentials.get("token")
         if not isinstance(token, str) or not token.strip():
             raise ConfigError("credentials.token is empty: paste the TeleCMI user token")
-        return Credentials(token=token.strip())
+        return Credentials(kind="token", token=token.strip())
     if auth_type == "login":
         user_id, password = credentials.get("user_id"), credentials.get("password")
         if not isinstance(user_id, str) or not user_id.strip():
             raise ConfigError("credentials.user_id is empty: give the user id, like 101_1111112")
         if not isinstance(password, str) or not password:
             raise ConfigError("credentials.password is empty")
-        return Credentials(user_id=user_id.strip(), password=password)
-    raise ConfigError(f"credentials.auth_type must be 'token' or 'login', got {auth_type!r}")
+        return Credentials(kind="login", user_id=user_id.strip(), password=password)
+    raise ConfigError(f"credentials.auth_type must be 'app', 'login' or 'token', got {auth_type!r}")
 
 
 def _api_url(url: Any) -> str:

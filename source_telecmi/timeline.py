@@ -6,9 +6,10 @@ since the epoch, UTC, as TeleCMI uses; every window is inclusive at both ends.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Optional, TypeVar
@@ -25,8 +26,6 @@ from airbyte_cdk.sources.types import Record, StreamSlice
 
 SECOND_MS = 1_000
 DAY_MS = 86_400 * SECOND_MS
-DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-DATE_FORMAT_HUMAN = "YYYY-MM-DDTHH:MM:SSZ"
 
 # The first window of a range; later windows grow or shrink with the density TeleCMI reports.
 FIRST_WINDOW_MS = DAY_MS
@@ -48,22 +47,70 @@ def days_ms(days: int) -> int:
     return days * DAY_MS
 
 
+DATE_FORMS_HUMAN = "YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (fractional seconds and +00:00 allowed)"
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$", re.IGNORECASE)
+
+
 def parse_utc(value: Any, field: str) -> int:
-    """Parse a `YYYY-MM-DDTHH:MM:SSZ` UTC date into epoch ms; ValueError names the field."""
-    if not isinstance(value, str):
-        raise ValueError(f"{field} must be a string like 2024-01-31T00:00:00Z, got {value!r}")
+    """Parse a config date into epoch ms; ValueError names the field and the accepted forms.
+
+    Dates without an offset are UTC; an offset other than UTC is converted.
+    """
+    if not isinstance(value, str) or not (_DATE.match(value.strip()) or _DATE_TIME.match(value.strip())):
+        raise ValueError(f"{field} {value!r} is not a date in the form {DATE_FORMS_HUMAN}")
     try:
-        parsed = datetime.strptime(value, DATE_FORMAT).replace(tzinfo=UTC)
+        return iso_to_ms(value.strip())
     except ValueError:
-        raise ValueError(f"{field} {value!r} is not a UTC date in the form {DATE_FORMAT_HUMAN}") from None
-    return int(parsed.timestamp()) * SECOND_MS
+        raise ValueError(f"{field} {value!r} is not a real date ({DATE_FORMS_HUMAN})") from None
+
+
+def iso_to_ms(text: str) -> int:
+    """An ISO-8601 date or date-time (UTC unless it says otherwise) as epoch ms; ValueError if it is not one."""
+    text = text.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    head, dot, rest = text.partition(".")
+    if dot:  # Python 3.11 reads at most 6 fractional digits
+        digits = re.match(r"\d*", rest).group(0)  # type: ignore[union-attr]
+        text = f"{head}.{(digits + '000000')[:6]}{rest[len(digits) :]}"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000 + (0.5 if parsed.timestamp() >= 0 else -0.5))
+
+
+# Epoch values below this are seconds, not milliseconds (it is 1973 in ms, 5138 in seconds).
+_SECONDS_BELOW = 100_000_000_000
+
+
+def instant_of(value: Any) -> Optional[int]:
+    """A call's `time` as epoch ms: TeleCMI sends integers, but digit strings, floats (ms, or seconds
+    when too small to be ms) and ISO-8601 strings are read too. None if it is no time at all."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text) if text.replace(".", "", 1).lstrip("-").isdigit() else iso_to_ms(text)
+        except ValueError:
+            return None
+    if isinstance(value, int):
+        return value if abs(value) >= _SECONDS_BELOW or value == 0 else value * SECOND_MS
+    if isinstance(value, float) and value == value and abs(value) < 1e16:
+        return int(value) if abs(value) >= _SECONDS_BELOW else int(value * SECOND_MS)
+    return None
+
+
+def iso_ms(instant: int) -> str:
+    """An epoch-ms instant as ISO-8601 UTC to the millisecond: 2025-12-01T10:00:00.123Z."""
+    seconds, millis = divmod(instant, SECOND_MS)
+    return f"{datetime.fromtimestamp(seconds, tz=UTC).strftime('%Y-%m-%dT%H:%M:%S')}.{millis:03d}Z"
 
 
 def format_ms(instant: int) -> str:
     """An epoch-ms instant as a readable UTC date, for messages."""
-    seconds, millis = divmod(instant, SECOND_MS)
-    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{millis:03d}Z"
+    return iso_ms(instant)
 
 
 @dataclass(frozen=True)
@@ -261,19 +308,79 @@ class WindowCursor(ConcurrentCursor):
         )
         self._observe_lock = threading.Lock()
 
+        self._pages: dict[tuple[int, int], int] = {}
+
     def observe(self, record: Record) -> None:
         # Pages of one window share a slice key and are read in parallel threads.
         with self._observe_lock:
             super().observe(record)
 
+    def expect(self, window: Window, pages: int) -> None:
+        """The window is read in `pages` partitions: it is done when the last of them closes."""
+        with self._observe_lock:
+            self._pages[(window.first, window.last)] = pages
+
     def close_partition(self, partition: Partition) -> None:
-        window_done: Callable[[], bool] = partition.close_page
-        if window_done():
-            super().close_partition(partition)
+        bounds = partition.to_slice() or {}
+        key = (bounds.get("start"), bounds.get("end"))
+        with self._observe_lock:
+            left = self._pages.get(key, 1) - 1  # type: ignore[call-overload]
+            self._pages[key] = left  # type: ignore[index]
+            if left > 0:
+                return
+            self._pages.pop(key, None)  # type: ignore[arg-type]
+        super().close_partition(partition)
 
     def finished(self) -> list[tuple[int, int, Optional[int]]]:
         """The ranges the state says are finished, merged."""
         return finished_ranges(self.state)
+
+
+def readable_state(stream: str, state: Mapping[str, Any]) -> dict[str, Any]:
+    """A stream's saved state in the cursor's own form, or a config error saying what is wrong.
+
+    ISO-8601 instants where epoch ms belong, digit strings and floats are migrated (their meaning
+    is clear); anything else cannot be guessed at, and a reset of the stream is the way out.
+    """
+    if not state:
+        return {}
+
+    def problem(what: str) -> ValueError:
+        return ValueError(
+            f"The saved state of stream {stream} cannot be read: {what}. Reset the stream {stream} "
+            "(its calls are read again from start_date) to fix it."
+        )
+
+    def instant(value: Any, where: str) -> int:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            parsed = instant_of(value)
+            if parsed is not None:
+                return parsed
+        raise problem(f"{where} is {value!r}, not an instant (epoch milliseconds)")
+
+    if not isinstance(state, Mapping):
+        raise problem(f"it is {type(state).__name__}, not an object")
+    if "slices" not in state:
+        if set(state) - {"time"} or "time" not in state:
+            raise problem(f"it has {sorted(state)}, not 'time' or 'slices'")
+        return {"time": instant(state["time"], "time")}
+    slices = state["slices"]
+    if not isinstance(slices, list):
+        raise problem("'slices' is not a list")
+    readable = []
+    for number, piece in enumerate(slices, 1):
+        if not isinstance(piece, Mapping) or "start" not in piece or "end" not in piece:
+            raise problem(f"slice {number} has no start or no end")
+        entry = {
+            "start": instant(piece["start"], f"slice {number} start"),
+            "end": instant(piece["end"], f"slice {number} end"),
+        }
+        if entry["end"] < entry["start"]:
+            raise problem(f"slice {number} ends before it starts")
+        if piece.get("most_recent_cursor_value") is not None:
+            entry["most_recent_cursor_value"] = instant(piece["most_recent_cursor_value"], f"slice {number} cursor")
+        readable.append(entry)
+    return {**state, "state_type": ConcurrencyCompatibleStateType.date_range.value, "slices": readable}
 
 
 def estimate_total(known_calls: int, covered_ms: int, remaining_ms: int) -> int:

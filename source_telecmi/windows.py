@@ -1,0 +1,504 @@
+"""Reading a window of calls exactly once, whatever TeleCMI's paging does.
+
+A window is the unit of truth: it is checkpointed only when the calls TeleCMI returned for it
+account for the `count` it reported. Its first page is the count probe; every page is its own
+partition, read in parallel. TeleCMI's paging is not trusted: the page size is learned from the
+answers (it may serve 10 when 20 were asked), and the order is not promised (calls that share a
+millisecond may come back in another order on every request, so pages overlap and leave gaps).
+When a window's pages fall short of its count, the window is read again, then in smaller pieces
+(split by time, so that each piece needs fewer pages; a millisecond holding many calls is read
+again until what it returns stops growing), within a bounded number of requests. What still does
+not add up ends the sync with an error, unless repeated complete reads agree with each other: then
+TeleCMI's count is what is wrong, and the window is accepted with a warning that says so.
+
+Records are reconciled by content, not by key: the same call read twice is emitted once, two
+records that share a `cmiuid` but differ are both emitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import orjson
+from airbyte_cdk.models import (
+    AirbyteEstimateTraceMessage,
+    AirbyteMessage,
+    AirbyteTraceMessage,
+    EstimateType,
+    FailureType,
+    TraceType,
+    Type,
+)
+from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
+from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
+from airbyte_cdk.sources.types import Record
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_telecmi.telecmi import AccessRefused, CallEndpoint, Page
+from source_telecmi.timeline import Window, WindowPlanner, estimate_total, iterate_windows
+
+# A window that does not add up may spend this many requests (at least) on being read again.
+LEAST_REREAD_REQUESTS = 200
+REREAD_REQUESTS_PER_PAGE = 8
+# A millisecond is read again at most this often, and is settled once this many reads add nothing.
+MOST_READS_OF_ONE_MS = 40
+STABLE_READS = 3
+
+Shape = Callable[[dict[str, Any], Optional[int]], dict[str, Any]]
+
+
+class PagingError(AirbyteTracedException):
+    """TeleCMI's answers for a window cannot be made to add up: the sync stops rather than skip calls."""
+
+    def __init__(self, stream: str, window: Window, problem: str) -> None:
+        super().__init__(
+            message=f"Stream {stream}: calls {window}: {problem}. The sync stops rather than skip calls; "
+            "its last state is safe to resume from.",
+            failure_type=FailureType.system_error,
+        )
+
+
+def fingerprint(record: dict[str, Any]) -> bytes:
+    """A record's identity: its whole content, as TeleCMI sent it."""
+    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+
+
+class PageSize:
+    """The page size TeleCMI serves on one endpoint, learned from its answers.
+
+    A page shorter than the `limit` asked while the count says more calls follow shows the size
+    TeleCMI really serves; later pages are asked with that size, so that page N starts where N-1
+    ended whichever way TeleCMI counts its offsets.
+    """
+
+    def __init__(self, largest: int, name: str, logger: logging.Logger) -> None:
+        self.largest = largest
+        self._served: Optional[int] = None
+        self._name = name
+        self._logger = logger
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self._served or self.largest
+
+    def learn(self, asked: int, page: Page) -> None:
+        served = len(page.records)
+        if 0 < served < asked and served < page.count and (self._served is None or served > self._served):
+            with self._lock:
+                if self._served is None or served > self._served:
+                    self._served = served
+                    self._logger.info(
+                        "Stream %s: TeleCMI serves pages of %d calls (asked for %d); reading pages of %d",
+                        self._name,
+                        served,
+                        asked,
+                        served,
+                    )
+
+
+@dataclass
+class RangeRead:
+    """What one complete sequential read of a range returned."""
+
+    found: set[bytes]
+    count: int
+    anomaly: Optional[str]
+    times: list[int]
+
+
+class StreamReader:
+    """What the windows of one stream share: the endpoint, the page size, the shaping of records."""
+
+    def __init__(
+        self,
+        stream: str,
+        endpoint: CallEndpoint,
+        shape: Shape,
+        instant: Callable[[dict[str, Any]], Optional[int]],
+        logger: logging.Logger,
+    ) -> None:
+        self.stream = stream
+        self.endpoint = endpoint
+        self.page_size = PageSize(endpoint.call_api.largest_page, stream, logger)
+        self.logger = logger
+        self._shape = shape
+        self._instant = instant
+        self._timeless: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def instant(self, record: dict[str, Any]) -> Optional[int]:
+        return self._instant(record)
+
+    def page(self, window: Window, number: int, limit: Optional[int] = None) -> tuple[Page, int]:
+        asked = limit or self.page_size.size
+        page = self.endpoint.page(window.request_from, window.request_to, number, asked)
+        self.page_size.learn(asked, page)
+        return page, asked
+
+    def owned(self, window: Window, record: dict[str, Any], key: bytes) -> Optional[dict[str, Any]]:
+        """The record, shaped, if this window is the one to emit it; None if another window owns it."""
+        instant = self._instant(record)
+        if instant is None:
+            with self._lock:
+                if key in self._timeless:
+                    return None
+                self._timeless.add(key)
+                seen = len(self._timeless)
+            self.logger.warning(
+                "Stream %s: a call read in %s has no usable time (%r): emitted once, without a cursor value "
+                "(%d such calls so far)",
+                self.stream,
+                window,
+                record.get("time"),
+                seen,
+            )
+            return self._shape(record, None)
+        return self._shape(record, instant) if window.holds(instant) else None
+
+
+class WindowRead:
+    """The read of one window, shared by the partitions of its pages."""
+
+    def __init__(self, reader: StreamReader, window: Window, first: Page, asked: int) -> None:
+        self.reader = reader
+        self.window = window
+        self.slice = window.as_slice()
+        self.size = page_size_of(first, asked, reader.page_size.size)
+        self.pages = max(1, math.ceil(first.count / self.size))
+        self._first: Optional[Page] = first
+        self._counts = {first.count}
+        self._found: set[bytes] = set()  # returned by requests for this window's own range
+        self._emitted: set[bytes] = set()
+        self._anomaly: Optional[str] = None
+        self._lengths: dict[int, int] = {}
+        self._times: list[int] = []
+        self._lock = threading.Lock()
+        self._finished = 0
+
+    def read_page(self, number: int) -> list[dict[str, Any]]:
+        """The calls of page `number` to emit (new, and owned by this window)."""
+        if number == 1:
+            page, self._first = self._first, None
+            assert page is not None
+        else:
+            page, _ = self.reader.page(self.window, number, self.size)
+        with self._lock:
+            self._counts.add(page.count)
+            self._lengths[number] = len(page.records)
+            keys = [fingerprint(r) for r in page.records]
+            if page.records and all(k in self._found for k in keys):
+                self._anomaly = self._anomaly or f"page {number} repeats calls of other pages"
+            self._found.update(keys)
+            self._times.extend(t for t in map(self.reader.instant, page.records) if t is not None)
+            return self._emit(page.records, keys)
+
+    def _emit(self, records: list[dict[str, Any]], keys: list[bytes]) -> list[dict[str, Any]]:
+        out = []
+        for record, key in zip(records, keys, strict=True):
+            if key not in self._emitted:
+                self._emitted.add(key)
+                shaped = self.reader.owned(self.window, record, key)
+                if shaped is not None:
+                    out.append(shaped)
+        return out
+
+    def finish_page(self) -> bool:
+        """Count a page as read; True for the last page of the window to finish."""
+        with self._lock:
+            self._finished += 1
+            return self._finished == self.pages
+
+    def settle(self) -> Iterator[list[dict[str, Any]]]:
+        """Read the window again, in smaller pieces if need be, until it adds up; yields calls not emitted yet."""
+        count = max(self._counts)
+        if len(self._found) >= count:
+            return
+        self.reader.logger.warning(
+            "Stream %s: calls %s: read %d of the %d calls TeleCMI counted%s; reading the window again so that "
+            "no call is skipped.",
+            self.reader.stream,
+            self.window,
+            len(self._found),
+            count,
+            f" ({self._anomaly})" if self._anomaly else "",
+        )
+        budget = [max(LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE * self.pages)]
+        first = RangeRead(set(self._found), count, self._anomaly or self._gap(), self._times)
+        shortfall = yield from self._settle(self.window, first, budget)
+        if shortfall:
+            self.reader.logger.warning(
+                "Stream %s: calls %s: TeleCMI counted %d more calls than repeated complete reads return, every "
+                "time the same calls: its count is wrong. The calls read are emitted and the window checkpointed.",
+                self.reader.stream,
+                self.window,
+                shortfall,
+            )
+
+    def _gap(self) -> Optional[str]:
+        """A page shorter than the page size with calls on a later page: calls were skipped between them."""
+        full = max(self._lengths.values(), default=0)
+        short = [n for n, length in self._lengths.items() if length < full]
+        later = [n for n, length in self._lengths.items() if length > 0]
+        if short and later and min(short) < max(later):
+            return f"page {min(short)} is shorter than page {max(later)} after it"
+        return None
+
+    def _settle(self, piece: Window, known: Optional[RangeRead], budget: list[int]) -> Generator[Any, None, int]:
+        """Make `piece` add up; returns how many calls TeleCMI counts there but never returns (its count is wrong)."""
+        read = yield from self._read_range(piece, budget)
+        if known is None:  # the first read of a piece: enough if it adds up
+            if len(read.found) >= read.count:
+                return 0
+            known, read = read, (yield from self._read_range(piece, budget))
+        found = known.found | read.found
+        if len(found) >= read.count:
+            return 0
+        if piece.span == 1:
+            return (yield from self._settle_millisecond(piece, found, budget))
+        if read.found == known.found and read.count == known.count and not (read.anomaly or known.anomaly):
+            return read.count - len(found)  # two complete reads agree: the count is what is wrong
+        times = sorted(set(known.times + read.times))
+        shortfall = 0
+        for part in split(piece, times, self.reader.page_size.size):
+            shortfall += yield from self._settle(part, None, budget)
+        return shortfall
+
+    def _settle_millisecond(self, piece: Window, found: set[bytes], budget: list[int]) -> Generator[Any, None, int]:
+        """Calls that share one millisecond: read again until what they return stops growing."""
+        quiet = 0
+        for _ in range(MOST_READS_OF_ONE_MS):
+            read = yield from self._read_range(piece, budget)
+            grown = read.found - found
+            found |= read.found
+            if len(found) >= read.count:
+                return 0
+            quiet = 0 if grown else quiet + 1
+            if quiet >= STABLE_READS:
+                return read.count - len(found)
+        raise PagingError(
+            self.reader.stream,
+            self.window,
+            f"TeleCMI counts {read.count} calls at {piece} but returns a different {len(found)} of them on every read",
+        )
+
+    def _read_range(self, piece: Window, budget: list[int]) -> Generator[list[dict[str, Any]], None, RangeRead]:
+        """Read every page of `piece` one after the other; yields the calls to emit."""
+        found: set[bytes] = set()
+        counts: list[int] = []
+        times: list[int] = []
+        lengths: list[int] = []
+        anomaly = None
+        number = 1
+        size = self.reader.page_size.size
+        while True:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise PagingError(
+                    self.reader.stream,
+                    self.window,
+                    f"{len(self._found)} of the {max(self._counts)} calls TeleCMI counted could be read, and "
+                    "reading the window again in smaller pieces did not find the rest",
+                )
+            page, asked = self.reader.page(piece, number, size)
+            counts.append(page.count)
+            keys = [fingerprint(r) for r in page.records]
+            if page.records and all(k in found for k in keys):
+                anomaly = anomaly or f"page {number} repeats calls of other pages"
+            found.update(keys)
+            lengths.append(len(page.records))
+            times.extend(t for t in map(self.reader.instant, page.records) if t is not None)
+            with self._lock:
+                if piece == self.window:
+                    self._found.update(keys)
+                emit = self._emit(page.records, keys)
+            if emit:
+                yield emit
+            if number == 1:
+                size = page_size_of(page, asked, size)
+            if not page.records or number * size >= max(counts):
+                break
+            number += 1
+        if any(length < max(lengths) for length in lengths[:-1]):
+            anomaly = anomaly or "a page is shorter than a later one"
+        return RangeRead(found, max(counts), anomaly, times)
+
+
+def page_size_of(first: Page, asked: int, learned: int) -> int:
+    """The page size to read a range with, from its first page: shorter than asked while more follow is what TeleCMI serves."""
+    served = len(first.records)
+    return served if 0 < served < asked and served < first.count else max(1, min(asked, learned))
+
+
+def split(piece: Window, times: list[int], page_size: int) -> list[Window]:
+    """Cut `piece` into smaller windows: by the known calls, about half a page each, a busy millisecond alone."""
+    inside = [t for t in times if piece.first <= t <= piece.last]
+    group = max(1, page_size // 2)
+    cuts: list[int] = []  # each part ends at a cut
+    run = 0
+    previous: Optional[int] = None
+    for instant in inside:
+        if previous is not None and instant != previous and run >= group:
+            cuts.append(previous)
+            run = 0
+        run += 1
+        previous = instant
+    if not cuts:
+        middle = piece.first + (piece.last - piece.first) // 2
+        if inside and inside[0] == inside[-1]:
+            # All known calls share one millisecond: that millisecond alone, and what lies around it.
+            at = inside[0]
+            parts = [(piece.first, at - 1), (at, at), (at + 1, piece.last)]
+            return [Window(a, b) for a, b in parts if a <= b]
+        cuts = [middle]
+    parts = []
+    start = piece.first
+    for cut in cuts:
+        if cut >= piece.last:
+            break
+        parts.append(Window(start, cut))
+        start = cut + 1
+    parts.append(Window(start, piece.last))
+    return [p for p in parts if p.first <= p.last]
+
+
+class Backlog:
+    """Bounds how far the probing of windows runs ahead of the reading of their pages.
+
+    Memory stays flat however many calls a sync reads, counts are fresh when pages are read, and
+    checkpoints follow each other closely. If no page finishes for `patience_s` (the readers are
+    gone: the sync is failing), probing goes on rather than block.
+    """
+
+    def __init__(self, most_pages: int, patience_s: float = 30.0) -> None:
+        self._most_pages = most_pages
+        self._patience_s = patience_s
+        self._pending = 0
+        self._changed = threading.Condition()
+
+    def add(self, pages: int) -> None:
+        with self._changed:
+            self._pending += pages
+
+    def done(self) -> None:
+        with self._changed:
+            self._pending -= 1
+            self._changed.notify_all()
+
+    def wait_for_room(self) -> None:
+        with self._changed:
+            while self._pending > self._most_pages:
+                if not self._changed.wait(timeout=self._patience_s):
+                    return
+
+
+class PagePartition(Partition):
+    """One page of one window."""
+
+    def __init__(self, read: WindowRead, number: int, backlog: Backlog) -> None:
+        self._read = read
+        self._number = number
+        self._backlog = backlog
+
+    def read(self) -> Iterable[Record]:
+        window_read = self._read
+        try:
+            yield from self._records(window_read.read_page(self._number))
+            # The last page of a window to finish makes the window add up before it can be checkpointed.
+            if window_read.finish_page():
+                for batch in window_read.settle():
+                    yield from self._records(batch)
+        finally:
+            self._backlog.done()
+
+    def _records(self, calls: list[dict[str, Any]]) -> Iterator[Record]:
+        for data in calls:
+            yield Record(data=data, stream_name=self._read.reader.stream, associated_slice=self._read.slice)
+
+    def to_slice(self) -> Optional[dict[str, Any]]:
+        return self._read.slice
+
+    def stream_name(self) -> str:
+        return self._read.reader.stream
+
+    def __hash__(self) -> int:
+        return hash((self._read.reader.stream, self._read.window, self._number))
+
+    def __repr__(self) -> str:
+        read = self._read
+        return f"PagePartition({read.reader.stream}, {read.window}, page {self._number}/{read.pages})"
+
+
+class WindowPartitions(PartitionGenerator):
+    """Probes windows one after the other and hands out a partition per page."""
+
+    def __init__(
+        self,
+        reader: StreamReader,
+        ranges: Callable[[], list[tuple[int, int]]],
+        planner: WindowPlanner,
+        messages: MessageRepository,
+        expect: Optional[Callable[[Window, int], None]] = None,
+    ) -> None:
+        self._reader = reader
+        self._ranges = ranges
+        self._planner = planner
+        self._messages = messages
+        self._expect = expect
+        self._backlog = Backlog(most_pages=2 * planner.target_calls // reader.page_size.largest)
+
+    def _probe(self, window: Window) -> tuple[Page, int]:
+        self._backlog.wait_for_room()
+        return self._reader.page(window, 1)
+
+    def generate(self) -> Iterable[Partition]:
+        ranges = self._ranges()
+        remaining = sum(last - first + 1 for first, last in ranges)
+        covered = known = 0
+        try:
+            for first, last in ranges:
+                for window, (page, asked) in iterate_windows(
+                    self._planner, first, last, self._probe, lambda probed: probed[0].count
+                ):
+                    if window.span == 1 and page.count > self._planner.most_calls:
+                        raise PagingError(
+                            self._reader.stream, window, f"TeleCMI reports {page.count} calls in one millisecond"
+                        )
+                    read = WindowRead(self._reader, window, page, asked)
+                    covered += window.span
+                    known += page.count
+                    self._emit_estimate(estimate_total(known, covered, remaining - covered))
+                    if self._expect is not None:
+                        self._expect(window, read.pages)
+                    self._backlog.add(read.pages)
+                    for number in range(1, read.pages + 1):
+                        yield PagePartition(read, number, self._backlog)
+        except AccessRefused as refused:
+            self._reader.logger.warning(
+                "Stream %s skipped: TeleCMI refuses %s to these credentials (%s).",
+                self._reader.stream,
+                self._reader.endpoint.path,
+                refused,
+            )
+
+    def _emit_estimate(self, rows: int) -> None:
+        self._messages.emit_message(
+            AirbyteMessage(
+                type=Type.TRACE,
+                trace=AirbyteTraceMessage(
+                    type=TraceType.ESTIMATE,
+                    emitted_at=time.time() * 1000,
+                    estimate=AirbyteEstimateTraceMessage(
+                        name=self._reader.stream, type=EstimateType.STREAM, row_estimate=rows
+                    ),
+                ),
+            )
+        )
