@@ -258,7 +258,9 @@ class WindowRead:
         if known is None:  # the first read of a piece: enough if it adds up
             if len(read.found) >= read.count:
                 return 0
-            known, read = read, (yield from self._read_range(piece, budget))
+            if not read.anomaly:
+                known, read = read, (yield from self._read_range(piece, budget))
+        known = known or read
         found = known.found | read.found
         if len(found) >= read.count:
             return 0
@@ -266,9 +268,8 @@ class WindowRead:
             return (yield from self._settle_millisecond(piece, found, budget))
         if read.found == known.found and read.count == known.count and not (read.anomaly or known.anomaly):
             return read.count - len(found)  # two complete reads agree: the count is what is wrong
-        times = sorted(set(known.times + read.times))
         shortfall = 0
-        for part in split(piece, times, self.reader.page_size.size):
+        for part in split(piece, known.times + read.times, read.count, self.reader.page_size.size):
             shortfall += yield from self._settle(part, None, budget)
         return shortfall
 
@@ -312,7 +313,8 @@ class WindowRead:
             counts.append(page.count)
             keys = [fingerprint(r) for r in page.records]
             if page.records and all(k in found for k in keys):
-                anomaly = anomaly or f"page {number} repeats calls of other pages"
+                anomaly = f"page {number} repeats calls of other pages"
+                break  # the pages after it cannot be trusted either: smaller pieces will do
             found.update(keys)
             lengths.append(len(page.records))
             times.extend(t for t in map(self.reader.instant, page.records) if t is not None)
@@ -338,36 +340,30 @@ def page_size_of(first: Page, asked: int, learned: int) -> int:
     return served if 0 < served < asked and served < first.count else max(1, min(asked, learned))
 
 
-def split(piece: Window, times: list[int], page_size: int) -> list[Window]:
-    """Cut `piece` into smaller windows: by the known calls, about half a page each, a busy millisecond alone."""
+def split(piece: Window, times: list[int], count: int, page_size: int) -> list[Window]:
+    """Cut `piece` into windows that need about one page each, a busy millisecond alone.
+
+    A millisecond holding many of the calls seen is its own piece (its calls can only be told apart
+    by reading it again); the rest is cut into equal spans, as many as the count needs pages.
+    """
     inside = [t for t in times if piece.first <= t <= piece.last]
-    group = max(1, page_size // 2)
-    cuts: list[int] = []  # each part ends at a cut
-    run = 0
-    previous: Optional[int] = None
-    for instant in inside:
-        if previous is not None and instant != previous and run >= group:
-            cuts.append(previous)
-            run = 0
-        run += 1
-        previous = instant
-    if not cuts:
-        middle = piece.first + (piece.last - piece.first) // 2
-        if inside and inside[0] == inside[-1]:
-            # All known calls share one millisecond: that millisecond alone, and what lies around it.
-            at = inside[0]
-            parts = [(piece.first, at - 1), (at, at), (at + 1, piece.last)]
-            return [Window(a, b) for a, b in parts if a <= b]
-        cuts = [middle]
-    parts = []
+    busy_at = max(2, page_size // 2)
+    busy = sorted(t for t in set(inside) if inside.count(t) >= busy_at) if len(inside) < 10_000 else []
+    if not busy and inside and len(set(inside)) == 1 and piece.span > 1:
+        busy = [inside[0]]
+    parts: list[Window] = []
     start = piece.first
-    for cut in cuts:
-        if cut >= piece.last:
-            break
-        parts.append(Window(start, cut))
-        start = cut + 1
-    parts.append(Window(start, piece.last))
-    return [p for p in parts if p.first <= p.last]
+    for at in [*busy, None]:
+        end = piece.last if at is None else at - 1
+        if start <= end:
+            share = count * (end - start + 1) // piece.span
+            pieces = max(2 if at is None and not parts else 1, min(64, math.ceil(share / max(1, page_size))))
+            step = math.ceil((end - start + 1) / pieces)
+            parts += [Window(a, min(end, a + step - 1)) for a in range(start, end + 1, step)]
+        if at is not None:
+            parts.append(Window(at, at))
+            start = at + 1
+    return parts
 
 
 class Backlog:

@@ -1,4 +1,4 @@
-"""A self-contained HTTP simulator of the TeleCMI user REST API (standard library only).
+"""A self-contained HTTP simulator of the TeleCMI REST API (standard library only).
 
 from integration_tests.telecmi_simulator import Simulator, generate_calls
 
@@ -8,36 +8,61 @@ with Simulator(calls=calls, tokens=["t"]) as sim:
 """
 
 from .data import (
+    ACCOUNT_ENDPOINTS,
     ANSWERED,
     CDR_ENDPOINTS,
+    DEFAULT_APP_ID,
+    DEFAULT_APP_SECRET,
     DROP,
+    INDIA_ENDPOINTS,
     MISSED,
     OUT_ANSWERED,
     OUT_MISSED,
+    USER_ENDPOINTS,
+    generate_agents,
     generate_calls,
     make_call,
     normalize_endpoint,
 )
-from .server import FAULTS, LOGIN_PATH, Simulator, Stats
+from .server import (
+    ANALYSIS_PATH,
+    FAULTS,
+    INDIA_USERS_PATH,
+    LOGIN_PATH,
+    USERS_V2_PATH,
+    USERS_V3_PATH,
+    Simulator,
+    Stats,
+)
 
 DEFAULT_TOKEN = "demo-token"
 DEFAULT_USER_ID = "101_1111112"
 DEFAULT_PASSWORD = "demo-password"
 
 __all__ = [
+    "ACCOUNT_ENDPOINTS",
+    "ANALYSIS_PATH",
     "ANSWERED",
     "CDR_ENDPOINTS",
+    "DEFAULT_APP_ID",
+    "DEFAULT_APP_SECRET",
     "DEFAULT_PASSWORD",
     "DEFAULT_TOKEN",
     "DEFAULT_USER_ID",
     "DROP",
     "FAULTS",
+    "INDIA_ENDPOINTS",
+    "INDIA_USERS_PATH",
     "LOGIN_PATH",
     "MISSED",
     "OUT_ANSWERED",
     "OUT_MISSED",
+    "USERS_V2_PATH",
+    "USERS_V3_PATH",
+    "USER_ENDPOINTS",
     "Simulator",
     "Stats",
+    "generate_agents",
     "generate_calls",
     "make_call",
     "normalize_endpoint",

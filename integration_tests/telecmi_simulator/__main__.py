@@ -1,6 +1,7 @@
 """CLI: ``python -m integration_tests.telecmi_simulator [--port 0 --port-file F ...]``.
 
-Serves generated call records in the foreground until SIGTERM/SIGINT.
+Serves generated call records (every path: user-level, account-wide and India) and users
+in the foreground until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import time
 from datetime import UTC, datetime
 
 from . import DEFAULT_PASSWORD, DEFAULT_TOKEN, DEFAULT_USER_ID
-from .data import CDR_ENDPOINTS, generate_calls, normalize_endpoint
-from .server import Simulator
+from .data import CDR_ENDPOINTS, DEFAULT_APP_ID, DEFAULT_APP_SECRET, generate_agents, generate_calls, normalize_endpoint
+from .server import RATE_LIMIT_FORMS, Simulator
 
 DEFAULT_END = "2026-01-01T00:00:00Z"
 
@@ -42,7 +43,7 @@ def _write_port_file(path: str, port: int) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m integration_tests.telecmi_simulator",
-        description="HTTP simulator of the TeleCMI user REST API.",
+        description="HTTP simulator of the TeleCMI REST API.",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 = any free port")
@@ -60,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID:PASSWORD",
         help=f"login user (default {DEFAULT_USER_ID}:{DEFAULT_PASSWORD})",
     )
+    p.add_argument(
+        "--app",
+        action="append",
+        metavar="ID:SECRET",
+        help=f"app credentials (default {DEFAULT_APP_ID}:{DEFAULT_APP_SECRET})",
+    )
+    p.add_argument("--agents", type=int, default=12, help="users in the users lists (of the first app)")
+    p.add_argument("--page-cap", type=int, help="serve at most N records per page")
+    p.add_argument("--rate-limit", type=float, help="requests/s allowed (token bucket)")
+    p.add_argument("--rate-limit-form", choices=sorted(RATE_LIMIT_FORMS), default="retry_after")
     p.add_argument("--error-placement", choices=("body", "status"), default="body")
     p.add_argument("--edges", choices=("inclusive", "exclusive"), default="inclusive")
     p.add_argument(
@@ -90,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"invalid --user {spec!r} (want ID:PASSWORD)", file=sys.stderr)
             return 2
         users[user_id] = password
+    apps = {}
+    for spec in args.app or [f"{DEFAULT_APP_ID}:{DEFAULT_APP_SECRET}"]:
+        app_id, sep, secret = spec.partition(":")
+        if not sep or not app_id.isdigit():
+            print(f"invalid --app {spec!r} (want ID:SECRET, ID digits)", file=sys.stderr)
+            return 2
+        apps[int(app_id)] = secret
     tokens = args.token or [DEFAULT_TOKEN]
     calls = {
         ep: generate_calls(args.calls, start_ms, end_ms, args.seed, ep, notes_ratio=args.notes_ratio)
@@ -110,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         calls=calls,
         users=users,
         tokens=tokens,
+        apps=apps,
+        agents=generate_agents(args.agents, app_id=next(iter(apps)), seed=args.seed),
+        page_cap=args.page_cap,
+        rate_limit=args.rate_limit,
+        rate_limit_form=args.rate_limit_form,
         error_placement=args.error_placement,
         edges=args.edges,
         latency_ms=args.latency_ms,
@@ -126,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(endpoints)} endpoints, {args.days:g} days to "
             f"{end_iso:%Y-%m-%dT%H:%M:%SZ}, window ms [{start_ms}, {end_ms}], "
             f"seed {args.seed}, tokens {','.join(tokens)}, users "
-            f"{','.join(users)}, errors in {args.error_placement}, "
+            f"{','.join(users)}, apps {','.join(map(str, apps))}, {args.agents} agents, "
+            f"errors in {args.error_placement}, "
             f"{args.edges} edges, latency {args.latency_ms:g} ms)",
             file=sys.stderr,
             flush=True,

@@ -1,16 +1,21 @@
-"""Synthetic TeleCMI call detail records (CDR), shaped like the real user endpoints.
+"""Synthetic TeleCMI call detail records (CDR) and users, shaped like the real API.
 
-Shapes follow the TeleCMI docs (see telecmi-api.md):
+Shapes follow the TeleCMI docs (see telecmi-api.md). One user's calls (``/v2/user/...``):
 
-* ``/v2/user/out_missed``  outgoing, not answered: UUID ``cmiuid``, ``from`` is the
-  agent's number as a *string*, ``to`` the dialled number as an *integer*,
-  ``duration`` 0 (occasionally a few seconds), optional ``notes``.
-* ``/v2/user/missed``      incoming, not answered: 24-hex ``cmiuid`` (not a UUID),
-  numeric ``from`` (the caller), no ``to``; ``duration`` sometimes non-zero.
-* ``/v2/user/answered``    incoming, answered: like ``missed`` plus ``filename`` and
-  ``record`` (``"true"`` as a string), non-zero durations, UUID ``cmiuid``.
-* ``/v2/user/out_answered`` outgoing, answered: like ``out_missed`` plus ``filename``
-  and ``record``, non-zero durations.
+* ``out_missed``   outgoing, not answered: UUID ``cmiuid``, ``from`` is the user's
+  number as a *string*, ``to`` the dialled number as an *integer*, ``duration`` 0
+  (occasionally a few seconds), optional ``notes``.
+* ``missed``       incoming, not answered: 24-hex ``cmiuid`` (not a UUID), numeric
+  ``from`` (the caller), no ``to``; ``duration`` sometimes non-zero.
+* ``answered``     incoming, answered: like ``missed`` plus ``filename`` and ``record``
+  (``"true"`` as a string), non-zero durations, UUID ``cmiuid``.
+* ``out_answered`` outgoing, answered: like ``out_missed`` plus ``filename`` and
+  ``record``, non-zero durations.
+
+The whole account (``/v2/answered``...) adds ``agent``, the user id who handled or dialled
+the call (missing on some incoming missed calls). India (``/v1/answered``...) has ``_id``
+(24-hex) instead of ``cmiuid``, ``rate`` as a string, no ``duration`` and no ``notes``;
+``agent`` on incoming answered calls; on outgoing calls ``from`` is the user id.
 
 Everything here is deterministic for a given seed, except ``make_call`` without an
 explicit ``cmiuid`` (it draws a fresh random id so two calls never collide).
@@ -26,14 +31,34 @@ OUT_MISSED = "/v2/user/out_missed"
 MISSED = "/v2/user/missed"
 ANSWERED = "/v2/user/answered"
 OUT_ANSWERED = "/v2/user/out_answered"
-CDR_ENDPOINTS: tuple[str, ...] = (OUT_MISSED, MISSED, ANSWERED, OUT_ANSWERED)
+# Each family in the order answered, missed, out_answered, out_missed.
+USER_ENDPOINTS: tuple[str, ...] = (ANSWERED, MISSED, OUT_ANSWERED, OUT_MISSED)
+ACCOUNT_ENDPOINTS: tuple[str, ...] = ("/v2/answered", "/v2/missed", "/v2/out_answered", "/v2/out_missed")
+INDIA_ENDPOINTS: tuple[str, ...] = ("/v1/answered", "/v1/missed", "/v1/outanswered", "/v1/outmissed")
+#: Every call-record path; the user-level four first, in their historical order.
+CDR_ENDPOINTS: tuple[str, ...] = (OUT_MISSED, MISSED, ANSWERED, OUT_ANSWERED, *ACCOUNT_ENDPOINTS, *INDIA_ENDPOINTS)
+
+DEFAULT_APP_ID = 1111112
+DEFAULT_APP_SECRET = "demo-app-secret"
 
 #: Pass as an override value to ``make_call`` to remove that key from the record.
 DROP = object()
 
+# path -> (family, answered, outgoing)
+_SHAPES: dict[str, tuple[str, bool, bool]] = {
+    path: (family, answered, outgoing)
+    for family, paths in (("user", USER_ENDPOINTS), ("account", ACCOUNT_ENDPOINTS), ("india", INDIA_ENDPOINTS))
+    for path, (answered, outgoing) in zip(
+        paths, ((True, False), (False, False), (True, True), (False, True)), strict=True
+    )
+}
+
 _AGENT_IDS = ("101_1111112", "102_1111112", "103_1111112")
+_ACCOUNT_AGENTS = tuple(f"{ext}_{DEFAULT_APP_ID}" for ext in range(101, 113))
 _AGENT_NUMBERS = ("919200000000", "919300000000", "919400000000", "6500000001")
 _NAMES = ("Ravi Kumar", "Priya", "John Smith", "Acme Support", "Mohan")
+_FIRST_NAMES = ("Ravi", "Priya", "John", "Anita", "Mohan", "Sara", "Arjun", "Meera", "David", "Lakshmi")
+_LAST_NAMES = ("Kumar", "Sharma", "Smith", "Iyer", "Das", "Khan", "Nair", "Patel", "Reddy", "Menon")
 _NOTE_MSGS = (
     "Support Query",
     "Regarding the order status",
@@ -55,11 +80,17 @@ def normalize_endpoint(endpoint: str) -> str:
     return endpoint
 
 
-def _check_endpoint(endpoint: str) -> str:
+def check_endpoint(endpoint: str) -> str:
+    """The normalized call-record path, or ValueError if it is none of CDR_ENDPOINTS."""
     ep = normalize_endpoint(endpoint)
-    if ep not in CDR_ENDPOINTS:
+    if ep not in _SHAPES:
         raise ValueError(f"unknown CDR endpoint {endpoint!r}; known: {CDR_ENDPOINTS}")
     return ep
+
+
+def record_id(rec: dict[str, Any]) -> str:
+    """The unique id of a record: ``cmiuid``, or ``_id`` on India's records."""
+    return str(rec.get("cmiuid", rec.get("_id", "")))
 
 
 def _phone(rng: random.Random) -> int:
@@ -90,6 +121,29 @@ def _notes(rng: random.Random, time_ms: int) -> list[dict[str, Any]]:
     return notes
 
 
+def _india_record(rng: random.Random, time_ms: int, answered: bool, outgoing: bool, oid: str | None) -> dict[str, Any]:
+    billedsec = rng.randint(5, 900) if answered else 0
+    rate = ((billedsec + 59) // 60) * 0.49 if outgoing else 0
+    rec: dict[str, Any] = {
+        "_id": oid or _object_id(rng, time_ms),
+        "billedsec": billedsec,
+        "rate": f"{rate:.2f}",
+        "name": rng.choice(_NAMES) if rng.random() < 0.1 else "unknown",
+    }
+    if outgoing:
+        rec["from"] = rng.choice(_ACCOUNT_AGENTS)
+        rec["to"] = _phone(rng)
+    else:
+        rec["from"] = _phone(rng)
+        if answered:
+            rec["agent"] = rng.choice(_ACCOUNT_AGENTS)
+    rec["time"] = time_ms
+    if answered:
+        rec["filename"] = f"{time_ms}_{rng.getrandbits(32):08x}.mp3"
+        rec["record"] = "true"
+    return rec
+
+
 def _record(
     rng: random.Random,
     time_ms: int,
@@ -97,13 +151,15 @@ def _record(
     notes_ratio: float,
     cmiuid: str | None = None,
 ) -> dict[str, Any]:
-    outgoing = endpoint in (OUT_MISSED, OUT_ANSWERED)
-    answered = endpoint in (ANSWERED, OUT_ANSWERED)
+    family, answered, outgoing = _SHAPES[endpoint]
+    if family == "india":
+        return _india_record(rng, time_ms, answered, outgoing, cmiuid)
+    in_missed = not (answered or outgoing)
     if cmiuid is None:
-        cmiuid = _object_id(rng, time_ms) if endpoint == MISSED else _uuid(rng)
+        cmiuid = _object_id(rng, time_ms) if in_missed else _uuid(rng)
     if answered:
         duration = rng.randint(5, 900)
-    elif endpoint == MISSED:
+    elif in_missed:
         duration = rng.choice((4, 7, 12)) if rng.random() < 0.15 else 0
     else:
         duration = rng.randint(1, 5) if rng.random() < 0.05 else 0
@@ -124,6 +180,8 @@ def _record(
     if answered:
         rec["filename"] = f"{time_ms}_{rng.getrandbits(32):08x}.mp3"
         rec["record"] = "true"
+    if family == "account" and (not in_missed or rng.random() < 0.85):
+        rec["agent"] = rng.choice(_ACCOUNT_AGENTS)
     return rec
 
 
@@ -135,12 +193,12 @@ def generate_calls(
     endpoint: str = OUT_MISSED,
     notes_ratio: float = 0.2,
 ) -> list[dict[str, Any]]:
-    """``n`` records, ``time`` uniform in ``[start_ms, end_ms]`` (inclusive, epoch ms).
+    """``n`` records of ``endpoint``'s shape, ``time`` uniform in ``[start_ms, end_ms]`` (epoch ms).
 
     Deterministic for ``(seed, endpoint)``; different endpoints get different streams.
-    Returned newest first, like the API.
+    Returned newest first, like the API. ``notes_ratio`` is ignored on India's paths.
     """
-    ep = _check_endpoint(endpoint)
+    ep = check_endpoint(endpoint)
     if n < 0:
         raise ValueError("n must be >= 0")
     if end_ms < start_ms:
@@ -148,7 +206,7 @@ def generate_calls(
     rng = random.Random(f"telecmi:{seed}:{ep}")
     times = [rng.randint(int(start_ms), int(end_ms)) for _ in range(n)]
     out = [_record(rng, t, ep, notes_ratio) for t in times]
-    out.sort(key=lambda r: (r["time"], r["cmiuid"]), reverse=True)
+    out.sort(key=lambda r: (r["time"], record_id(r)), reverse=True)
     return out
 
 
@@ -160,11 +218,12 @@ def make_call(
 ) -> dict[str, Any]:
     """One record at exactly ``time_ms`` with the endpoint's shape.
 
-    ``cmiuid`` defaults to a fresh random id (UUID, or 24-hex for ``missed``). Keyword
-    ``overrides`` replace fields (``notes=[...]``, ``duration=3``...); an override
-    value of ``DROP`` removes the key. Notes are only added when passed explicitly.
+    ``cmiuid`` sets the record's id (``_id`` on India's paths); it defaults to a fresh
+    random id (UUID, or 24-hex for incoming missed calls and India). Keyword ``overrides``
+    replace fields (``notes=[...]``, ``duration=3``...); an override value of ``DROP``
+    removes the key. Notes are only added when passed explicitly.
     """
-    ep = _check_endpoint(endpoint)
+    ep = check_endpoint(endpoint)
     rng = random.Random()
     rec = _record(rng, int(time_ms), ep, notes_ratio=0.0, cmiuid=cmiuid)
     for key, value in overrides.items():
@@ -173,3 +232,27 @@ def make_call(
         else:
             rec[key] = value
     return rec
+
+
+def generate_agents(n: int, app_id: int = DEFAULT_APP_ID, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` users of app ``app_id`` (extensions 101, 102...), as /v3/user/list lists them.
+
+    Each carries a plain-text ``password``, as TeleCMI's users lists do. Deterministic.
+    """
+    rng = random.Random(f"telecmi-agents:{seed}:{app_id}")
+    agents = []
+    for ext in range(101, 101 + n):
+        agents.append(
+            {
+                "agent_id": f"{ext}_{app_id}",
+                "first_name": rng.choice(_FIRST_NAMES),
+                "last_name": rng.choice(_LAST_NAMES),
+                "extension": ext,
+                "password": f"pw-{ext}-{rng.getrandbits(32):08x}",
+                "notify": rng.random() < 0.5,
+                "phone": int(f"91{rng.randrange(6 * 10**9, 10**10)}"),
+                "start_time": 9,
+                "end_time": 18,
+            }
+        )
+    return agents

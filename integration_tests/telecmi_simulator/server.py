@@ -1,8 +1,8 @@
-"""An in-process HTTP simulator of the TeleCMI user REST API (login + CDR endpoints).
+"""An in-process HTTP simulator of the TeleCMI REST API (global user, account-wide and India paths).
 
 Standard library only. One ``ThreadingHTTPServer`` on 127.0.0.1, HTTP/1.1 keep-alive,
-records stored per endpoint sorted by ``(time, cmiuid)`` so a window query is two
-bisections and a page is a slice.
+records stored per path sorted by ``(time, id)`` so a window query is two bisections
+and a page is a slice. Faults are a table of small handlers (``_FAULT_HANDLERS``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
+import random
+import selectors
 import socket
 import struct
 import sys
@@ -17,69 +19,66 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, NamedTuple, Self
 
-from .data import CDR_ENDPOINTS, normalize_endpoint
+from .data import (
+    ACCOUNT_ENDPOINTS,
+    CDR_ENDPOINTS,
+    INDIA_ENDPOINTS,
+    USER_ENDPOINTS,
+    check_endpoint,
+    normalize_endpoint,
+    record_id,
+)
 
 LOGIN_PATH = "/v2/user/login"
+ANALYSIS_PATH = "/v2/analysis"
+USERS_V3_PATH = "/v3/user/list"
+USERS_V2_PATH = "/v2/user/list"
+INDIA_USERS_PATH = "/v1/agent/list"
 
 MSG_LOGIN_OK = "Login successful"
 MSG_LOGIN_FAILED = "Invalid user id or password, authentication failed"
 MSG_BAD_TOKEN = "Invalid user token, Failed to authenticate token"
+MSG_APP_AUTH = "Authentication Failed"
+MSG_INDIA_AUTH = "Invalid app id or secret, authentication failed"
 MSG_PARAM_MISSING = "Parameter missing"
-MSG_LIMIT = "Parameter limit lesser then equals 10"
 MSG_FORBIDDEN = "You are not authorized to access this resource"
 MSG_INTERNAL = "Internal server error"
+MSG_TOO_MANY = "Too many requests, please try again later"
 
-MAX_LIMIT = 10
 DEFAULT_LIMIT = 10
 BODIES_CAP = 200_000
 
-FAULTS = frozenset(
-    {
-        "429",
-        "500",
-        "502",
-        "503",
-        "body_5xx",
-        "html_200",
-        "garbage",
-        "drop",
-        "stall",
-        "expire_token",
-        "ignore_page",
-        "inflate_count",
-    }
-)
-# Faults that only make sense on a CDR answer: with endpoint=None they skip other paths.
-_CDR_ONLY_FAULTS = frozenset({"ignore_page", "inflate_count"})
+_CALL_PATHS = frozenset(CDR_ENDPOINTS)
 
 _HTML_404 = (
     '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
     "<title>Error</title>\n</head>\n<body>\n<pre>Cannot {method} {path}</pre>\n"
     "</body>\n</html>\n"
 )
-_HTML_502 = (
-    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    "</body>\r\n</html>\r\n"
-)
-_HTML_503 = (
-    "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n"
-    "<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n"
-    "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
-_HTML_500 = (
-    "<html>\r\n<head><title>500 Internal Server Error</title></head>\r\n<body>\r\n"
-    "<center><h1>500 Internal Server Error</h1></center>\r\n"
-    "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
+_HTML_5XX = {
+    status: (
+        f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    ).encode()
+    for status, reason in (
+        (500, "Internal Server Error"),
+        (502, "Bad Gateway"),
+        (503, "Service Temporarily Unavailable"),
+    )
+}
 _HTML_MAINTENANCE = (
-    "<!DOCTYPE html>\n<html>\n<head><title>TeleCMI - Scheduled maintenance</title>"
-    "</head>\n<body>\n<h1>We'll be back soon!</h1>\n<p>TeleCMI is undergoing "
-    "scheduled maintenance. Please try again in a few minutes.</p>\n</body>\n</html>\n"
+    b"<!DOCTYPE html>\n<html>\n<head><title>TeleCMI - Scheduled maintenance</title>"
+    b"</head>\n<body>\n<h1>We'll be back soon!</h1>\n<p>TeleCMI is undergoing "
+    b"scheduled maintenance. Please try again in a few minutes.</p>\n</body>\n</html>\n"
 )
 _GARBAGE = b'{"count": 57, "cdr": [{"cmiuid": "834a35bb-733a-4839-8338-99391'
 
@@ -91,12 +90,33 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def _error(code: int, msg: str) -> dict[str, Any]:
-    return {"code": code, "error": True, "msg": msg}
+def _dumps_raw(obj: Any) -> bytes:
+    """UTF-8 as is; surrogate escapes ``\\udc80``-``\\udcff`` become raw (invalid) bytes."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
+
+
+def _error(code: int, msg: str, india: bool = False) -> dict[str, Any]:
+    return {"code": code, "msg": msg} if india else {"code": code, "error": True, "msg": msg}
+
+
+_TOO_MANY = _dumps(_error(429, MSG_TOO_MANY))
+# rate_limit_form -> (HTTP status, headers) of the answer to a request over the rate
+RATE_LIMIT_FORMS: dict[str, tuple[int, dict[str, str] | None]] = {
+    "retry_after": (429, {"Retry-After": "1"}),
+    "no_retry_after": (429, None),
+    "body": (200, None),
+}
 
 
 class _Invalid(Exception):
     pass
+
+
+class _Reject(Exception):
+    """An error answer (body code and msg), in the envelope of the path that raised it."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        self.code, self.msg = code, msg
 
 
 def _as_int(value: Any) -> int:
@@ -115,6 +135,10 @@ def _as_int(value: Any) -> int:
     raise _Invalid
 
 
+def _opt_int(value: Any, default: int) -> int:
+    return default if value is None else _as_int(value)
+
+
 # --------------------------------------------------------------------------- stats
 
 
@@ -123,24 +147,19 @@ class Stats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.requests = 0
-        self.by_path: dict[str, int] = {}
-        self.logins = 0  # successful logins (tokens issued); attempts are in by_path
         self.in_flight = 0
-        self.max_in_flight = 0
-        self.bodies: list[dict[str, Any]] = []
-        self.bodies_dropped = 0  # bodies not kept once BODIES_CAP is reached
-        self.faults_served = 0
+        self.reset()
 
     def reset(self) -> None:
         with self._lock:
             self.requests = 0
-            self.by_path = {}
-            self.logins = 0
+            self.by_path: dict[str, int] = {}
+            self.logins = 0  # successful logins (tokens issued); attempts are in by_path
             self.max_in_flight = self.in_flight
-            self.bodies = []
-            self.bodies_dropped = 0
+            self.bodies: list[dict[str, Any]] = []
+            self.bodies_dropped = 0  # bodies not kept once BODIES_CAP is reached
             self.faults_served = 0
+            self.rate_limited = 0  # 429s served by the rate limiter (not by faults)
 
     def bodies_for(self, path: str) -> list[dict[str, Any]]:
         """The recorded bodies sent to one path (``"out_missed"`` or a full path)."""
@@ -167,19 +186,15 @@ class Stats:
             else:
                 self.bodies_dropped += 1
 
-    def _login(self) -> None:
+    def _count(self, name: str) -> None:
         with self._lock:
-            self.logins += 1
-
-    def _fault(self) -> None:
-        with self._lock:
-            self.faults_served += 1
+            setattr(self, name, getattr(self, name) + 1)
 
     def __repr__(self) -> str:
         return (
             f"Stats(requests={self.requests}, by_path={self.by_path}, "
             f"logins={self.logins}, max_in_flight={self.max_in_flight}, "
-            f"faults_served={self.faults_served})"
+            f"faults_served={self.faults_served}, rate_limited={self.rate_limited})"
         )
 
 
@@ -187,7 +202,7 @@ class Stats:
 
 
 class _Store:
-    """Records of one endpoint, ascending by (time, cmiuid); newest first = reversed."""
+    """Records of one path, ascending by (time, id); newest first = reversed."""
 
     __slots__ = ("keys", "recs", "times")
 
@@ -202,12 +217,10 @@ class _Store:
             t = int(rec["time"])
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"record without an integer 'time': {rec!r}") from None
-        return (t, str(rec.get("cmiuid", "")))
+        return (t, record_id(rec))
 
     def add(self, records: Iterable[dict[str, Any]]) -> None:
         new = [(self._key(r), r) for r in records]
-        if not new:
-            return
         if len(new) <= 32:
             for key, rec in new:
                 i = bisect.bisect_right(self.keys, key)
@@ -216,7 +229,7 @@ class _Store:
                 self.recs.insert(i, rec)
             return
         merged = list(zip(self.keys, self.recs, strict=True)) + new
-        merged.sort(key=lambda kr: kr[0])
+        merged.sort(key=itemgetter(0))
         self.keys = [k for k, _ in merged]
         self.times = [k[0] for k in self.keys]
         self.recs = [r for _, r in merged]
@@ -230,13 +243,48 @@ class _Store:
             hi = bisect.bisect_right(self.times, hi_ms)
         return lo, max(lo, hi)
 
-    def page(self, lo: int, hi: int, start: int, limit: int) -> list[dict[str, Any]]:
-        """Items [start, start+limit) of the window [lo, hi) in newest-first order."""
+    def page(self, lo: int, hi: int, start: int, limit: int, shuffle: bool) -> list[dict[str, Any]]:
+        """Items [start, start+limit) of the window [lo, hi) in newest-first order.
+
+        ``shuffle``: records sharing a millisecond are in a fresh random order, as
+        under ORDER BY time without a unique tie-breaker.
+        """
         top = hi - start  # exclusive upper ascending index
         bottom = max(lo, top - limit)
         if top <= bottom:
             return []
-        return self.recs[bottom:top][::-1]
+        if not shuffle:
+            return self.recs[bottom:top][::-1]
+        # widen to whole groups of equal times, shuffle each group, cut the page back out
+        a = max(lo, bisect.bisect_left(self.times, self.times[bottom]))
+        b = min(hi, bisect.bisect_right(self.times, self.times[top - 1]))
+        out: list[dict[str, Any]] = []
+        for _, group in groupby(zip(self.times[a:b][::-1], self.recs[a:b][::-1], strict=True), itemgetter(0)):
+            recs = [r for _, r in group]
+            random.shuffle(recs)
+            out += recs
+        return out[b - top : b - bottom]
+
+
+class _Bucket:
+    """Token bucket: ``rate`` per second, burst ``max(1, rate)``, full at start."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self.tokens = self.burst
+        self.last = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return True
+            return False
 
 
 # --------------------------------------------------------------------------- http
@@ -326,6 +374,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.released = True
             self.server.simulator.stats._end()
 
+    def _head(self, status: int, length: int, content_type: str, headers: dict[str, str] | None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.release()
+        self.end_headers()
+
     def respond(
         self,
         status: int,
@@ -333,16 +390,28 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = _JSON,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.release()
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
+        self._head(status, len(body), content_type, headers)
+        self.wfile.write(body)
+
+    def trickle(self, seconds: float, interval: float, status: int, body: bytes, content_type: str) -> None:
+        """Headers at once, then the body one byte per ``interval``; never all of it.
+
+        Padded with trailing spaces so it cannot end within ``seconds``; after
+        ``seconds`` (or as soon as the client goes away) the connection is closed.
+        """
+        body = body.ljust(int(seconds / interval) + 2)
+        self._head(status, len(body), content_type, None)
+        sock = self.connection
+        deadline = time.monotonic() + seconds
+        with selectors.DefaultSelector() as sel, contextlib.suppress(OSError):
+            sel.register(sock, selectors.EVENT_READ)
+            for i in range(len(body) - 1):
+                if time.monotonic() >= deadline:
+                    break
+                sock.sendall(body[i : i + 1])
+                if sel.select(interval) and not sock.recv(1, socket.MSG_PEEK):
+                    break  # the client closed its end
+        self.drop()
 
     def drop(self, reset: bool = False) -> None:
         self.close_connection = True
@@ -358,13 +427,207 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
-class _Fault:
-    __slots__ = ("endpoint", "name", "options", "remaining")
+class _Req:
+    """One request being answered; faults adjust how (page, transforms, encoding, sending)."""
 
-    def __init__(self, name: str, remaining: int, endpoint: str | None, options: dict[str, Any]) -> None:
+    __slots__ = ("body", "encode", "h", "ignore_page", "path", "send", "shuffle", "transforms")
+
+    def __init__(self, h: _Handler, path: str, body: dict[str, Any]) -> None:
+        self.h = h
+        self.path = path
+        self.body = body
+        self.ignore_page = False
+        self.shuffle = False
+        self.transforms: list[Callable[[dict[str, Any]], None]] = []
+        self.encode: Callable[[Any], bytes] = _dumps
+        self.send: Callable[[int, bytes, str], None] = h.respond
+
+
+class _Api(NamedTuple):
+    """How one family of paths reads its body."""
+
+    secret: str  # body key of the credential: a user token, or the app secret (with app=True)
+    app: bool  # appid + secret checked against `apps`; else `secret` is a user token
+    window: tuple[str, str] | None  # body keys of the time window, epoch ms
+    max_limit: int
+    india: bool = False  # India's error envelope (no "error" key)
+
+
+_LOGIN_API = _Api("password", False, None, sys.maxsize)
+_USER_API = _Api("token", False, ("from", "to"), 10)
+_ACCOUNT_API = _Api("secret", True, ("start_date", "end_date"), 20)
+_ANALYSIS_API = _Api("secret", True, ("start_date", "end_date"), sys.maxsize)
+_INDIA_API = _Api("token", True, ("start_date", "end_date"), 10, india=True)
+_USERS_V3_API = _Api("secret", True, None, 20)
+_USERS_V2_API = _Api("secret", True, None, 10)
+_INDIA_USERS_API = _Api("secret", True, None, 10, india=True)
+
+
+# --------------------------------------------------------------------------- faults
+# A handler gets (simulator, request, options) and returns True once it has answered
+# the request itself, False to let the normal answer go out (maybe adjusted).
+
+
+def _fault_429(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    retry_after = o.get("retry_after", 1)
+    req.h.respond(429, _TOO_MANY, _JSON, None if retry_after is None else {"Retry-After": str(retry_after)})
+    return True
+
+
+def _fault_http(status: int, sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    if o.get("body", "json" if status == 500 else "html") == "json":
+        req.h.respond(status, _dumps(_error(status, MSG_INTERNAL)))
+    else:
+        req.h.respond(status, _HTML_5XX[status], _HTML)
+    return True
+
+
+def _fault_canned(payload: bytes, content_type: str, sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    req.h.respond(200, payload, content_type)
+    return True
+
+
+def _fault_drop(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    req.h.drop(reset=bool(o.get("reset", False)))
+    return True
+
+
+def _fault_stall(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    time.sleep(float(o.get("seconds", 5)))
+    return False
+
+
+def _fault_expire_token(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    sim.expire_tokens()
+    sim._send_error(req, 404, MSG_BAD_TOKEN)
+    return True
+
+
+def _fault_refuse(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    sim._send_error(req, int(o.get("code", 403)), str(o.get("msg", MSG_FORBIDDEN)))
+    return True
+
+
+_ECHO = (
+    ("password", "Invalid password {}"),
+    ("secret", "Authentication Failed for {}"),
+    ("token", "Invalid user token {}"),
+)
+
+
+def _fault_echo_secret(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    key, template = next(((k, t) for k, t in _ECHO if k in req.body), _ECHO[-1])
+    sim._send_error(req, 404, template.format(req.body.get(key, "")))
+    return True
+
+
+def _fault_trickle(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    req.send = partial(req.h.trickle, float(o.get("seconds", 30)), float(o.get("interval", 0.2)))
+    return False
+
+
+def _fault_flag(name: str, sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    setattr(req, name, True)
+    return False
+
+
+def _iso(ms: int) -> str:
+    return f"{datetime.fromtimestamp(ms // 1000, UTC):%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+_TIME_FORMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "string": lambda r: {**r, "time": str(r["time"])},
+    "float": lambda r: {**r, "time": float(r["time"])},
+    "iso": lambda r: {**r, "time": _iso(r["time"])},
+    "missing": lambda r: {k: v for k, v in r.items() if k != "time"},
+}
+
+# answer transforms: they change the fresh answer dict in place, never a stored record
+
+
+def _inflate(extra: int, answer: dict[str, Any]) -> None:
+    for key in ("count", "total"):
+        if key in answer:
+            answer[key] += extra
+
+
+def _short_page(drop: int, answer: dict[str, Any]) -> None:
+    if "cdr" in answer:
+        answer["cdr"] = answer["cdr"][: max(0, len(answer["cdr"]) - drop)]
+
+
+def _time_as(form: Callable[[dict[str, Any]], dict[str, Any]], answer: dict[str, Any]) -> None:
+    if "cdr" in answer:
+        answer["cdr"] = [form(r) for r in answer["cdr"]]
+
+
+def _name_suffix(suffix: str, answer: dict[str, Any]) -> None:
+    if answer.get("cdr"):
+        first = dict(answer["cdr"][0])
+        first["name"] = str(first.get("name", "")) + suffix
+        answer["cdr"] = [first, *answer["cdr"][1:]]
+
+
+def _string_code(answer: dict[str, Any]) -> None:
+    if isinstance(answer.get("code"), int):
+        answer["code"] = str(answer["code"])
+
+
+def _transform(make: Callable[[dict[str, Any]], Callable[[dict[str, Any]], None]]) -> Callable[..., bool]:
+    """A fault that adjusts the normal answer: ``make(options)`` gives the transform."""
+
+    def handler(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+        req.transforms.append(make(o))
+        return False
+
+    return handler
+
+
+def _fault_bad_utf8(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    req.transforms.append(partial(_name_suffix, "\udcf0\udc9f"))  # -> raw b"\xf0\x9f"
+    req.encode = _dumps_raw
+    return False
+
+
+_FAULT_HANDLERS: dict[str, Callable[[Simulator, _Req, dict[str, Any]], bool]] = {
+    "429": _fault_429,
+    "500": partial(_fault_http, 500),
+    "502": partial(_fault_http, 502),
+    "503": partial(_fault_http, 503),
+    "body_5xx": partial(_fault_canned, _dumps(_error(500, MSG_INTERNAL)), _JSON),
+    "html_200": partial(_fault_canned, _HTML_MAINTENANCE, _HTML),
+    "garbage": partial(_fault_canned, _GARBAGE, _JSON),
+    "drop": _fault_drop,
+    "stall": _fault_stall,
+    "expire_token": _fault_expire_token,
+    "refuse": _fault_refuse,
+    "echo_secret": _fault_echo_secret,
+    "trickle": _fault_trickle,
+    "ignore_page": partial(_fault_flag, "ignore_page"),
+    "shuffle_ties": partial(_fault_flag, "shuffle"),
+    "inflate_count": _transform(lambda o: partial(_inflate, int(o.get("extra", 1000)))),
+    "short_page": _transform(lambda o: partial(_short_page, int(o.get("drop", 3)))),
+    "time_as": _transform(lambda o: partial(_time_as, _TIME_FORMS[o.get("form", "string")])),
+    "surrogate": _transform(lambda o: partial(_name_suffix, "\ud83d")),
+    "bad_utf8": _fault_bad_utf8,
+    "string_code": _transform(lambda o: _string_code),
+}
+FAULTS = frozenset(_FAULT_HANDLERS)
+# Faults that only make sense on a call-record answer: with endpoint=None they skip other paths.
+_CDR_ONLY_FAULTS = frozenset(
+    {"ignore_page", "inflate_count", "short_page", "shuffle_ties", "time_as", "surrogate", "bad_utf8"}
+)
+
+
+class _Fault:
+    __slots__ = ("after", "endpoint", "handler", "name", "options", "remaining")
+
+    def __init__(self, name: str, remaining: int, endpoint: str | None, after: int, options: dict[str, Any]) -> None:
         self.name = name
+        self.handler = _FAULT_HANDLERS[name]
         self.remaining = remaining
         self.endpoint = endpoint
+        self.after = after
         self.options = options
 
     def matches(self, path: str, is_cdr: bool) -> bool:
@@ -377,7 +640,7 @@ class _Fault:
 
 
 class Simulator:
-    """The TeleCMI user API on 127.0.0.1. ``with Simulator(...) as sim:`` starts it."""
+    """The TeleCMI API on 127.0.0.1. ``with Simulator(...) as sim:`` starts it."""
 
     def __init__(
         self,
@@ -385,9 +648,16 @@ class Simulator:
         calls: dict[str, list[dict[str, Any]]] | None = None,
         users: dict[str, str] | None = None,
         tokens: list[str] | tuple[str, ...] = (),
+        apps: dict[int, str] | None = None,
+        agents: list[dict[str, Any]] | None = None,
         error_placement: str = "body",
         edges: str = "inclusive",
         latency_ms: float = 0.0,
+        page_cap: int | None = None,
+        v3_users: bool = True,
+        rate_limit: float | None = None,
+        rate_limit_form: str = "retry_after",
+        token_lifetime: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -395,8 +665,12 @@ class Simulator:
             raise ValueError("error_placement must be 'body' or 'status'")
         if edges not in ("inclusive", "exclusive"):
             raise ValueError("edges must be 'inclusive' or 'exclusive'")
+        if rate_limit_form not in RATE_LIMIT_FORMS:
+            raise ValueError(f"rate_limit_form must be one of {sorted(RATE_LIMIT_FORMS)}")
         self.error_placement = error_placement
         self.edges = edges
+        self.page_cap = page_cap
+        self.token_lifetime = token_lifetime
         self.host = host
         self.port = port
         self.stats = Stats()
@@ -404,6 +678,11 @@ class Simulator:
         self._latency_s = max(0.0, float(latency_ms)) / 1000.0
         self._users = dict(users or {})
         self._tokens: set[str] = set(tokens)
+        self._token_uses: dict[str, int] = {}  # login-issued token -> requests left (token_lifetime)
+        self._apps = {int(k): v for k, v in (apps or {}).items()}
+        self._agents = list(agents or [])
+        self._bucket = _Bucket(float(rate_limit)) if rate_limit else None
+        self._rate_answer = RATE_LIMIT_FORMS[rate_limit_form]
         self._stores: dict[str, _Store] = {ep: _Store() for ep in CDR_ENDPOINTS}
         self._faults: deque[_Fault] = deque()
         self._refused: dict[str, tuple[int, str]] = {}
@@ -411,6 +690,21 @@ class Simulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._base_url: str | None = None
+        self._routes: dict[str, tuple[Callable[[_Req, _Api], tuple[int, dict[str, Any]]], _Api]] = {
+            LOGIN_PATH: (self._login, _LOGIN_API),
+            ANALYSIS_PATH: (self._analysis, _ANALYSIS_API),
+            USERS_V2_PATH: (self._users_list, _USERS_V2_API),
+            INDIA_USERS_PATH: (self._users_list, _INDIA_USERS_API),
+        }
+        if v3_users:
+            self._routes[USERS_V3_PATH] = (self._users_list, _USERS_V3_API)
+        for paths, api in (
+            (USER_ENDPOINTS, _USER_API),
+            (ACCOUNT_ENDPOINTS, _ACCOUNT_API),
+            (INDIA_ENDPOINTS, _INDIA_API),
+        ):
+            for path in paths:
+                self._routes[path] = (self._calls, api)
         for endpoint, records in (calls or {}).items():
             self.add_calls(endpoint, records)
 
@@ -459,29 +753,20 @@ class Simulator:
             raise RuntimeError("simulator not started")
         return self._base_url
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
     # configuration --------------------------------------------------------------
     def add_calls(self, endpoint: str, records: list[dict[str, Any]]) -> None:
-        ep = normalize_endpoint(endpoint)
+        ep = check_endpoint(endpoint)
         with self._lock:
-            store = self._stores.get(ep)
-            if store is None:
-                store = self._stores[ep] = _Store()
-            store.add(records)
+            self._stores[ep].add(records)
 
     def records(self, endpoint: str, from_ms: int | None = None, to_ms: int | None = None) -> list[dict[str, Any]]:
         """What the API holds for a window (current edge mode), newest first.
 
         Without bounds: every record of the endpoint. For test expectations.
         """
-        ep = normalize_endpoint(endpoint)
+        ep = check_endpoint(endpoint)
         with self._lock:
-            store = self._stores.get(ep)
-            if store is None:
-                return []
+            store = self._stores[ep]
             lo_ms = -(2**63) if from_ms is None else from_ms
             hi_ms = 2**63 if to_ms is None else to_ms
             lo, hi = store.bounds(lo_ms, hi_ms, self.edges == "exclusive")
@@ -498,6 +783,7 @@ class Simulator:
     def expire_tokens(self) -> None:
         with self._lock:
             self._tokens.clear()
+            self._token_uses.clear()
 
     def valid_tokens(self) -> set[str]:
         with self._lock:
@@ -507,15 +793,22 @@ class Simulator:
         self._latency_s = max(0.0, float(ms)) / 1000.0
 
     def inject(self, fault: str, times: int = 1, *, endpoint: str | None = None, **options: Any) -> None:
-        if fault not in FAULTS:
+        """Queue a fault for the next ``times`` matching requests (-1: until clear_faults()).
+
+        ``after=N`` lets the first N matching requests through untouched first.
+        """
+        if fault not in _FAULT_HANDLERS:
             raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
+        if fault == "time_as" and options.get("form", "string") not in _TIME_FORMS:
+            raise ValueError(f"time_as form must be one of {sorted(_TIME_FORMS)}")
         if times == 0:
             return
         if times < -1:
             raise ValueError("times must be >= 1, or -1 for 'until clear_faults()'")
+        after = int(options.pop("after", 0))
         ep = normalize_endpoint(endpoint) if endpoint is not None else None
         with self._lock:
-            self._faults.append(_Fault(fault, times, ep, options))
+            self._faults.append(_Fault(fault, times, ep, after, options))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -534,7 +827,8 @@ class Simulator:
             self._refused.pop(normalize_endpoint(endpoint), None)
 
     def insert_after(self, requests: int, endpoint: str, records: list[dict[str, Any]]) -> None:
-        ep = normalize_endpoint(endpoint)
+        """Add ``records`` once ``requests`` successful answers of ``endpoint`` have been served."""
+        ep = check_endpoint(endpoint)
         if requests <= 0:
             self.add_calls(ep, records)
             return
@@ -543,9 +837,13 @@ class Simulator:
 
     # request handling -----------------------------------------------------------
     def _take_fault(self, path: str, is_cdr: bool) -> _Fault | None:
+        """The first queued fault matching the request, or None (no fault, or still in ``after``)."""
         with self._lock:
             for fault in self._faults:
                 if fault.matches(path, is_cdr):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     if fault.remaining > 0:
                         fault.remaining -= 1
                         if fault.remaining == 0:
@@ -578,90 +876,110 @@ class Simulator:
             if isinstance(body, dict):
                 stats._body({**body, "path": path})
             else:
-                text = raw[:1000].decode("utf-8", "replace")
-                stats._body({"path": path, "_invalid_json": text})
+                stats._body({"path": path, "_invalid_json": raw[:1000].decode("utf-8", "replace")})
                 body = {}
+            if self._bucket is not None and not self._bucket.take():
+                stats._count("rate_limited")
+                status, headers = self._rate_answer
+                h.respond(status, _TOO_MANY, _JSON, headers)
+                return
             if self._latency_s:
                 time.sleep(self._latency_s)
-            is_cdr = h.command == "POST" and path in self._stores
-            fault = self._take_fault(path, is_cdr)
-            mods: dict[str, Any] = {}
+            req = _Req(h, path, body)
+            fault = self._take_fault(path, h.command == "POST" and path in _CALL_PATHS)
             if fault is not None:
-                stats._fault()
-                if self._serve_fault(h, fault, mods):
+                stats._count("faults_served")
+                if fault.handler(self, req, fault.options):
                     return
-            if h.command != "POST":
-                self._not_found(h, path)
-            elif path == LOGIN_PATH:
-                self._login(h, body)
-            elif is_cdr:
-                self._cdr(h, path, body, mods)
-            else:
-                self._not_found(h, path)
+            self._answer(req)
         finally:
             h.release()
 
-    def _serve_fault(self, h: _Handler, fault: _Fault, mods: dict[str, Any]) -> bool:
-        """Serve a fault. True if the request is fully answered (or dropped)."""
-        name, opts = fault.name, fault.options
-        if name == "429":
-            headers = {}
-            retry_after = opts.get("retry_after", 1)
-            if retry_after is not None:
-                headers["Retry-After"] = str(retry_after)
-            body = _dumps(_error(429, "Too many requests, please try again later"))
-            h.respond(429, body, _JSON, headers)
-        elif name in ("500", "502", "503"):
-            status = int(name)
-            fmt = opts.get("body", "json" if status == 500 else "html")
-            if fmt == "json":
-                h.respond(status, _dumps(_error(status, MSG_INTERNAL)))
+    def _answer(self, req: _Req) -> None:
+        route = self._routes.get(req.path) if req.h.command == "POST" else None
+        if route is None:
+            req.send(404, _HTML_404.format(method=req.h.command, path=req.path).encode(), _HTML)
+            return
+        method, api = route
+        try:
+            status, answer = method(req, api)
+        except _Reject as r:
+            status, answer = self._error_status(r.code), _error(r.code, r.msg, api.india)
+        self._send(req, status, answer)
+
+    def _send(self, req: _Req, status: int, answer: dict[str, Any]) -> None:
+        for transform in req.transforms:
+            transform(answer)
+        req.send(status, req.encode(answer), _JSON)
+
+    def _send_error(self, req: _Req, code: int, msg: str) -> None:
+        self._send(req, self._error_status(code), _error(code, msg))
+
+    def _parse(self, req: _Req, api: _Api) -> tuple[int, int, int, int]:
+        """(window low, window high, page, limit) of a body, or _Reject(400)."""
+        body = req.body
+        keys = ("appid", api.secret) if api.app else (api.secret,)
+        if any(body.get(k) in (None, "") for k in keys + (api.window or ())):
+            raise _Reject(400, MSG_PARAM_MISSING)
+        try:
+            lo, hi = (_as_int(body[k]) for k in api.window) if api.window else (0, 0)
+            page = _opt_int(body.get("page"), 1)
+            limit = _opt_int(body.get("limit"), DEFAULT_LIMIT)
+        except _Invalid:
+            raise _Reject(400, MSG_PARAM_MISSING) from None
+        if limit > api.max_limit:
+            raise _Reject(400, f"Parameter limit lesser then equals {api.max_limit}")
+        return lo, hi, page, limit
+
+    def _paging(self, req: _Req, page: int, limit: int) -> tuple[int, int]:
+        """(offset, size) of a page, after page_cap and ignore_page."""
+        if limit < 1:
+            limit = DEFAULT_LIMIT
+        limit = min(limit, self.page_cap or limit)
+        if page < 1 or req.ignore_page:
+            page = 1
+        return (page - 1) * limit, limit
+
+    def _authorize(self, req: _Req, api: _Api) -> None:
+        """Check the credential (and refuse_endpoint); call under self._lock."""
+        body = req.body
+        if api.app:
+            try:
+                ok = self._apps.get(_as_int(body["appid"])) == body[api.secret]
+            except _Invalid:
+                ok = False
+            if not ok:
+                raise _Reject(404, MSG_INDIA_AUTH if api.india else MSG_APP_AUTH)
+        elif not self._use_token(body[api.secret]):
+            raise _Reject(404, MSG_BAD_TOKEN)
+        refused = self._refused.get(req.path)
+        if refused is not None:
+            raise _Reject(*refused)
+
+    def _use_token(self, token: Any) -> bool:
+        if not isinstance(token, str) or token not in self._tokens:
+            return False
+        left = self._token_uses.get(token)
+        if left is not None:
+            if left <= 1:  # this is its last request
+                self._tokens.discard(token)
+                del self._token_uses[token]
             else:
-                page = {500: _HTML_500, 502: _HTML_502, 503: _HTML_503}[status]
-                h.respond(status, page.encode(), _HTML)
-        elif name == "body_5xx":
-            h.respond(200, _dumps(_error(500, MSG_INTERNAL)))
-        elif name == "html_200":
-            h.respond(200, _HTML_MAINTENANCE.encode(), _HTML)
-        elif name == "garbage":
-            h.respond(200, _GARBAGE, _JSON)
-        elif name == "drop":
-            h.drop(reset=bool(opts.get("reset", False)))
-        elif name == "stall":
-            time.sleep(float(opts.get("seconds", 5)))
-            return False
-        elif name == "expire_token":
-            self.expire_tokens()
-            h.respond(self._error_status(404), _dumps(_error(404, MSG_BAD_TOKEN)))
-        elif name == "ignore_page":
-            mods["ignore_page"] = True
-            return False
-        elif name == "inflate_count":
-            mods["extra_count"] = int(opts.get("extra", 1000))
-            return False
+                self._token_uses[token] = left - 1
         return True
 
-    def _not_found(self, h: _Handler, path: str) -> None:
-        page = _HTML_404.format(method=h.command, path=path)
-        h.respond(404, page.encode(), _HTML)
-
-    def _send_error(self, h: _Handler, code: int, msg: str) -> None:
-        h.respond(self._error_status(code), _dumps(_error(code, msg)))
-
-    def _login(self, h: _Handler, body: dict[str, Any]) -> None:
-        user_id, password = body.get("id"), body.get("password")
+    def _login(self, req: _Req, api: _Api) -> tuple[int, dict[str, Any]]:
+        user_id, password = req.body.get("id"), req.body.get("password")
         if user_id in (None, "") or password in (None, ""):
-            self._send_error(h, 400, MSG_PARAM_MISSING)
-            return
+            raise _Reject(400, MSG_PARAM_MISSING)
         with self._lock:
-            ok = isinstance(user_id, str) and self._users.get(user_id) == password
-            token = str(uuid.uuid4()) if ok else ""
-            if ok:
-                self._tokens.add(token)
-        if not ok:
-            self._send_error(h, 404, MSG_LOGIN_FAILED)
-            return
-        self.stats._login()
+            if not isinstance(user_id, str) or self._users.get(user_id) != password:
+                raise _Reject(404, MSG_LOGIN_FAILED)
+            token = str(uuid.uuid4())
+            self._tokens.add(token)
+            if self.token_lifetime:
+                self._token_uses[token] = self.token_lifetime
+        self.stats._count("logins")
         ext = user_id.split("_", 1)[0]
         agent = {
             "id": user_id,
@@ -669,53 +987,45 @@ class Simulator:
             "inet_no": int("9192" + ext.zfill(8)) if ext.isdigit() else 919200000000,
             "category": "user",
         }
-        answer = {"code": 200, "msg": MSG_LOGIN_OK, "token": token, "agent": agent}
-        h.respond(200, _dumps(answer))
+        return 200, {"code": 200, "msg": MSG_LOGIN_OK, "token": token, "agent": agent}
 
-    def _cdr(self, h: _Handler, path: str, body: dict[str, Any], mods: dict[str, Any]) -> None:
-        token, from_v, to_v = body.get("token"), body.get("from"), body.get("to")
-        if token in (None, "") or from_v is None or to_v is None:
-            self._send_error(h, 400, MSG_PARAM_MISSING)
-            return
-        try:
-            from_ms, to_ms = _as_int(from_v), _as_int(to_v)
-            page_v, limit_v = body.get("page"), body.get("limit")
-            page = 1 if page_v is None else _as_int(page_v)
-            limit = DEFAULT_LIMIT if limit_v is None else _as_int(limit_v)
-        except _Invalid:
-            self._send_error(h, 400, MSG_PARAM_MISSING)
-            return
-        if limit > MAX_LIMIT:
-            self._send_error(h, 400, MSG_LIMIT)
-            return
-        if limit < 1:
-            limit = DEFAULT_LIMIT
-        if page < 1 or mods.get("ignore_page"):
-            page = 1
+    def _calls(self, req: _Req, api: _Api) -> tuple[int, dict[str, Any]]:
+        lo_ms, hi_ms, page, limit = self._parse(req, api)
+        start, size = self._paging(req, page, limit)
         with self._lock:
-            if not isinstance(token, str) or token not in self._tokens:
-                refused = None
-                valid = False
-            else:
-                refused = self._refused.get(path)
-                valid = True
-            if valid and refused is None:
-                store = self._stores[path]
-                lo, hi = store.bounds(from_ms, to_ms, self.edges == "exclusive")
-                count = hi - lo
-                cdr = store.page(lo, hi, (page - 1) * limit, limit)
-                self._after_success(path)
-        if not valid:
-            self._send_error(h, 404, MSG_BAD_TOKEN)
-            return
-        if refused is not None:
-            self._send_error(h, refused[0], refused[1])
-            return
-        count += mods.get("extra_count", 0)
-        h.respond(200, _dumps({"count": count, "cdr": cdr, "code": 200}))
+            self._authorize(req, api)
+            store = self._stores[req.path]
+            lo, hi = store.bounds(lo_ms, hi_ms, self.edges == "exclusive")
+            cdr = store.page(lo, hi, start, size, req.shuffle)
+            self._after_success(req.path)
+        if api.india:
+            return 200, {"total": hi - lo, "cdr": cdr}
+        return 200, {"count": hi - lo, "cdr": cdr, "code": 200}
+
+    def _analysis(self, req: _Req, api: _Api) -> tuple[int, dict[str, Any]]:
+        lo_ms, hi_ms, _, _ = self._parse(req, api)
+        with self._lock:
+            self._authorize(req, api)
+            counts = []
+            for path in ACCOUNT_ENDPOINTS:  # answered, missed, out_answered, out_missed
+                lo, hi = self._stores[path].bounds(lo_ms, hi_ms, self.edges == "exclusive")
+                counts.append(hi - lo)
+        answered, missed = counts[0] + counts[2], counts[1] + counts[3]
+        return 200, {"code": 200, "total": answered + missed, "answered": answered, "missed": missed}
+
+    def _users_list(self, req: _Req, api: _Api) -> tuple[int, dict[str, Any]]:
+        _, _, page, limit = self._parse(req, api)
+        start, size = self._paging(req, page, limit)
+        with self._lock:
+            self._authorize(req, api)
+            count = len(self._agents)
+            agents = self._agents[start : start + size]
+        if req.path == USERS_V2_PATH:  # the older form: one `name`
+            agents = [_v2_agent(a) for a in agents]
+        return 200, {"code": "cmi-2000" if api.india else 200, "status": "success", "count": count, "agents": agents}
 
     def _after_success(self, path: str) -> None:
-        """Count a successful CDR answer for insert_after (called under self._lock)."""
+        """Count a successful call-record answer for insert_after (called under self._lock)."""
         if not self._pending:
             return
         keep = []
@@ -723,10 +1033,13 @@ class Simulator:
             if item[1] == path:
                 item[0] -= 1
                 if item[0] <= 0:
-                    store = self._stores.get(path)
-                    if store is None:
-                        store = self._stores[path] = _Store()
-                    store.add(item[2])
+                    self._stores[path].add(item[2])
                     continue
             keep.append(item)
         self._pending = keep
+
+
+def _v2_agent(agent: dict[str, Any]) -> dict[str, Any]:
+    out = {"agent_id": agent.get("agent_id"), "name": f"{agent.get('first_name', '')} {agent.get('last_name', '')}"}
+    out.update((k, v) for k, v in agent.items() if k not in ("agent_id", "first_name", "last_name"))
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -18,17 +19,25 @@ from typing import Any
 import pytest
 
 from integration_tests.telecmi_simulator import (
+    ACCOUNT_ENDPOINTS,
     ANSWERED,
     CDR_ENDPOINTS,
+    DEFAULT_APP_ID,
+    DEFAULT_APP_SECRET,
     DROP,
     FAULTS,
+    INDIA_ENDPOINTS,
     MISSED,
     OUT_ANSWERED,
     OUT_MISSED,
+    USER_ENDPOINTS,
     Simulator,
+    generate_agents,
     generate_calls,
     make_call,
+    server,
 )
+from integration_tests.telecmi_simulator.__main__ import main as cli_main
 
 TOKEN = "test-token"
 USER, PASSWORD = "101_1111112", "secret"
@@ -556,7 +565,17 @@ def test_cli_port_file_and_sigterm(tmp_path):
             "--days",
             "2",
             "--endpoints",
-            "out_missed,missed",
+            "out_missed,missed,/v2/answered",
+            "--app",
+            "42:sek",
+            "--agents",
+            "3",
+            "--page-cap",
+            "5",
+            "--rate-limit",
+            "10",
+            "--rate-limit-form",
+            "body",
         ],
         cwd=REPO_ROOT,
         env=env,
@@ -587,6 +606,13 @@ def test_cli_port_file_and_sigterm(tmp_path):
         assert call(ANSWERED, body)["count"] == 0
         login = call("/v2/user/login", {"id": "101_1111112", "password": "demo-password"})
         assert login["code"] == 200
+        app = {"appid": 42, "secret": "sek", "start_date": end - 2 * DAY, "end_date": end}
+        answered = call("/v2/answered", app)
+        assert answered["count"] == 30 and len(answered["cdr"]) == 5  # --page-cap
+        users = call("/v3/user/list", {"appid": 42, "secret": "sek"})
+        assert users["count"] == 3 and users["agents"][0]["agent_id"] == "101_42"
+        codes = [call("/v2/analysis", app)["code"] for _ in range(20)]  # 10/s, burst 10
+        assert 429 in codes and codes[0] == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
@@ -595,5 +621,573 @@ def test_cli_port_file_and_sigterm(tmp_path):
     assert not port_file.exists()
 
 
-def test_all_endpoints_constant():
-    assert CDR_ENDPOINTS == (OUT_MISSED, MISSED, ANSWERED, OUT_ANSWERED)
+def test_endpoint_constants():
+    assert USER_ENDPOINTS == (ANSWERED, MISSED, OUT_ANSWERED, OUT_MISSED)
+    assert ACCOUNT_ENDPOINTS == ("/v2/answered", "/v2/missed", "/v2/out_answered", "/v2/out_missed")
+    assert INDIA_ENDPOINTS == ("/v1/answered", "/v1/missed", "/v1/outanswered", "/v1/outmissed")
+    assert CDR_ENDPOINTS[:4] == (OUT_MISSED, MISSED, ANSWERED, OUT_ANSWERED)  # as before
+    assert set(CDR_ENDPOINTS) == {*USER_ENDPOINTS, *ACCOUNT_ENDPOINTS, *INDIA_ENDPOINTS}
+    assert len(CDR_ENDPOINTS) == 12
+    assert (DEFAULT_APP_ID, DEFAULT_APP_SECRET) == (1111112, "demo-app-secret")
+
+
+# ======================================================================= app credentials
+
+APP_ID, SECRET = 1111112, "s3cret"
+ACC_ANSWERED, ACC_MISSED, ACC_OUT_ANSWERED, ACC_OUT_MISSED = ACCOUNT_ENDPOINTS
+IN_ANSWERED, IN_MISSED, IN_OUT_ANSWERED, IN_OUT_MISSED = INDIA_ENDPOINTS
+
+
+def app_body(path: str, **body: Any) -> dict[str, Any]:
+    """A body for an app-credential path: India's calls carry the secret as `token`."""
+    body.setdefault("appid", APP_ID)
+    body.setdefault("token" if path in INDIA_ENDPOINTS else "secret", SECRET)
+    if path in ACCOUNT_ENDPOINTS or path in INDIA_ENDPOINTS or path == "/v2/analysis":
+        body.setdefault("start_date", T0 - 10 * DAY)
+        body.setdefault("end_date", T0 + 10 * DAY)
+    return body
+
+
+def app_post(sim: Simulator, path: str, **body: Any) -> Resp:
+    return post(sim, path, app_body(path, **body))
+
+
+@pytest.fixture
+def app_sim():
+    calls = {ep: generate_calls(25, T0 - DAY, T0, seed=i, endpoint=ep) for i, ep in enumerate(CDR_ENDPOINTS)}
+    with Simulator(
+        calls=calls, tokens=[TOKEN], users={USER: PASSWORD}, apps={APP_ID: SECRET}, agents=generate_agents(23)
+    ) as s:
+        yield s
+
+
+def record_key(r: dict) -> tuple:
+    return (r["time"], r.get("cmiuid", r.get("_id")))
+
+
+def test_account_and_india_record_shapes():
+    n = 400
+    for ep in ACCOUNT_ENDPOINTS:
+        recs = generate_calls(n, T0 - DAY, T0, endpoint=ep)
+        user_like = generate_calls(n, T0 - DAY, T0, endpoint=USER_ENDPOINTS[ACCOUNT_ENDPOINTS.index(ep)])
+        assert {k for r in recs for k in r} == {k for r in user_like for k in r} | {"agent"}
+        agents = [r["agent"] for r in recs if "agent" in r]
+        assert len(set(agents)) == 12 and set(agents) == {f"{e}_1111112" for e in range(101, 113)}
+        if ep == ACC_MISSED:
+            assert 0.7 * n < len(agents) < n  # most, not all
+            assert all(len(r["cmiuid"]) == 24 for r in recs)
+        else:
+            assert len(agents) == n
+    for ep in INDIA_ENDPOINTS:
+        recs = generate_calls(n, T0 - DAY, T0, endpoint=ep, notes_ratio=1.0)
+        for r in recs:
+            assert len(r["_id"]) == 24 and int(r["_id"], 16) >= 0
+            assert "cmiuid" not in r and "duration" not in r and "notes" not in r
+            assert isinstance(r["rate"], str) and float(r["rate"]) >= 0 and "." in r["rate"]
+        outgoing = ep in (IN_OUT_ANSWERED, IN_OUT_MISSED)
+        assert all(isinstance(r["from"], str) and r["from"].endswith("_1111112") for r in recs) == outgoing
+        assert all(("agent" in r) == (ep == IN_ANSWERED) for r in recs)
+        assert all(("filename" in r) == (ep in (IN_ANSWERED, IN_OUT_ANSWERED)) for r in recs)
+    assert any(r["rate"] != "0.00" for r in generate_calls(50, T0 - DAY, T0, endpoint=IN_OUT_ANSWERED))
+    # sorted newest first by (time, id) on every path
+    recs = generate_calls(50, T0, T0 + 5, endpoint=IN_MISSED)
+    assert recs == sorted(recs, key=record_key, reverse=True)
+    assert make_call(T0, endpoint=IN_MISSED, cmiuid="abc")["_id"] == "abc"
+    assert "agent" in make_call(T0, endpoint=ACC_OUT_MISSED)
+    assert make_call(T0, endpoint="/v1/answered", agent=DROP).keys() >= {"_id", "time", "rate"}
+
+
+def test_generate_agents():
+    a = generate_agents(15, seed=2)
+    assert a == generate_agents(15, seed=2) and a != generate_agents(15, seed=3)
+    assert [x["agent_id"] for x in a[:2]] == ["101_1111112", "102_1111112"]
+    assert [x["extension"] for x in a] == list(range(101, 116))
+    assert len({x["password"] for x in a}) == 15 and all(x["password"] for x in a)
+    assert set(a[0]) == {
+        "agent_id",
+        "first_name",
+        "last_name",
+        "extension",
+        "password",
+        "notify",
+        "phone",
+        "start_time",
+        "end_time",
+    }
+    assert generate_agents(1, app_id=7)[0]["agent_id"] == "101_7"
+    assert str(a[0]["phone"]).startswith("91") and (a[0]["start_time"], a[0]["end_time"]) == (9, 18)
+
+
+@pytest.mark.parametrize("path", ACCOUNT_ENDPOINTS)
+def test_account_endpoints_page_and_count(app_sim, path):
+    everything = app_sim.records(path)
+    assert len(everything) == 25 and everything == sorted(everything, key=record_key, reverse=True)
+    p1 = app_post(app_sim, path, page=1, limit=20).json
+    p2 = app_post(app_sim, path, page=2, limit=20).json
+    assert p1["code"] == 200 and p1["count"] == 25 and p2["count"] == 25
+    assert p1["cdr"] + p2["cdr"] == everything
+    assert app_post(app_sim, path).json["cdr"] == everything[:10]  # default limit 10
+    assert app_post(app_sim, path, appid=str(APP_ID)).json["code"] == 200  # a string of digits
+    assert app_post(app_sim, path, limit=21).json == {
+        "code": 400,
+        "error": True,
+        "msg": "Parameter limit lesser then equals 20",
+    }
+    auth_failed = {"code": 404, "error": True, "msg": "Authentication Failed"}
+    assert app_post(app_sim, path, secret="nope").json == auth_failed
+    assert app_post(app_sim, path, appid=999).json == auth_failed
+    assert app_post(app_sim, path, appid="x1").json == auth_failed
+    missing = {"code": 400, "error": True, "msg": "Parameter missing"}
+    for key in ("start_date", "end_date", "appid", "secret"):
+        body = {k: v for k, v in app_body(path).items() if k != key}
+        assert post(app_sim, path, body).json == missing
+    # a user token does not open the account-wide paths
+    assert post(app_sim, path, {"token": TOKEN, "from": 0, "to": 2 * T0}).json == missing
+    mid = everything[12]["time"]
+    ans = app_post(app_sim, path, start_date=mid, end_date=T0).json
+    assert ans["count"] == sum(r["time"] >= mid for r in everything)
+
+
+@pytest.mark.parametrize("edges", ["inclusive", "exclusive"])
+def test_account_and_india_window_edges(edges):
+    lo, hi = T0, T0 + 1000
+    times = {"before": lo - 1, "on-from": lo, "inside": lo + 500, "on-to": hi, "after": hi + 1}
+    calls = {
+        ep: [make_call(t, endpoint=ep, cmiuid=name) for name, t in times.items()]
+        for ep in (ACC_OUT_MISSED, IN_OUT_MISSED)
+    }
+    with Simulator(calls=calls, apps={APP_ID: SECRET}, edges=edges) as s:
+        want = ["on-to", "inside", "on-from"] if edges == "inclusive" else ["inside"]
+        ans = app_post(s, ACC_OUT_MISSED, start_date=lo, end_date=hi).json
+        assert [r["cmiuid"] for r in ans["cdr"]] == want and ans["count"] == len(want)
+        ans = app_post(s, IN_OUT_MISSED, start_date=lo, end_date=hi).json
+        assert [r["_id"] for r in ans["cdr"]] == want and ans["total"] == len(want)
+        ans = app_post(s, "/v2/analysis", start_date=lo, end_date=hi).json
+        assert ans["total"] == ans["missed"] == len(want) and ans["answered"] == 0
+
+
+@pytest.mark.parametrize("path", INDIA_ENDPOINTS)
+def test_india_endpoints_envelope(app_sim, path):
+    everything = app_sim.records(path)
+    pages = [app_post(app_sim, path, page=p, limit=10).json for p in (1, 2, 3)]
+    assert all(set(p) == {"total", "cdr"} and p["total"] == 25 for p in pages)  # no code
+    assert [r for p in pages for r in p["cdr"]] == everything
+    assert all("_id" in r for r in everything)
+    assert app_post(app_sim, path, limit=11).json == {"code": 400, "msg": "Parameter limit lesser then equals 10"}
+    bad = {"code": 404, "msg": "Invalid app id or secret, authentication failed"}
+    assert app_post(app_sim, path, token="nope").json == bad
+    assert app_post(app_sim, path, appid=1).json == bad
+    # the secret travels as `token` here: `secret` alone is a missing parameter
+    body = {k: v for k, v in app_body(path).items() if k != "token"}
+    assert post(app_sim, path, {**body, "secret": SECRET}).json == {"code": 400, "msg": "Parameter missing"}
+    assert post(app_sim, path, {k: v for k, v in body.items() if k != "start_date"}).json["code"] == 400
+
+
+def test_analysis(app_sim):
+    ans = app_post(app_sim, "/v2/analysis").json
+    assert ans == {"code": 200, "total": 100, "answered": 50, "missed": 50}
+    app_sim.add_calls(ACC_OUT_ANSWERED, [make_call(T0, endpoint=ACC_OUT_ANSWERED)])
+    assert app_post(app_sim, "/v2/analysis").json["answered"] == 51
+    assert app_post(app_sim, "/v2/analysis", start_date=0, end_date=1).json["total"] == 0
+    assert app_post(app_sim, "/v2/analysis", secret="x").json["msg"] == "Authentication Failed"
+    body = {k: v for k, v in app_body("/v2/analysis").items() if k != "end_date"}
+    assert post(app_sim, "/v2/analysis", body).json["msg"] == "Parameter missing"
+
+
+def test_users_lists(app_sim):
+    agents = generate_agents(23)
+    got = []
+    for page in (1, 2, 3):
+        ans = app_post(app_sim, "/v3/user/list", page=page, limit=10).json
+        assert ans["code"] == 200 and ans["status"] == "success" and ans["count"] == 23
+        got += ans["agents"]
+    assert got == agents and all("password" in a for a in got)
+    assert app_post(app_sim, "/v3/user/list", limit=20).json["agents"] == agents[:20]
+    assert app_post(app_sim, "/v3/user/list", limit=21).json["code"] == 400
+    assert app_post(app_sim, "/v3/user/list").json["agents"] == agents[:10]  # defaults
+
+    v2 = app_post(app_sim, "/v2/user/list", page=3, limit=10).json
+    assert v2["code"] == 200 and v2["count"] == 23 and len(v2["agents"]) == 3
+    first = v2["agents"][0]
+    assert first["name"] == f"{agents[20]['first_name']} {agents[20]['last_name']}"
+    assert "first_name" not in first and "last_name" not in first
+    assert first["password"] == agents[20]["password"] and first["agent_id"] == agents[20]["agent_id"]
+    assert app_post(app_sim, "/v2/user/list", limit=11).json["msg"] == "Parameter limit lesser then equals 10"
+
+    india = app_post(app_sim, "/v1/agent/list", page=2, limit=10).json
+    assert india == {"code": "cmi-2000", "status": "success", "count": 23, "agents": agents[10:20]}
+    assert app_post(app_sim, "/v1/agent/list", limit=11).json["code"] == 400
+
+    for path in ("/v3/user/list", "/v2/user/list"):
+        assert app_post(app_sim, path, secret="no").json == {"code": 404, "error": True, "msg": "Authentication Failed"}
+        assert post(app_sim, path, {"appid": APP_ID}).json["msg"] == "Parameter missing"
+    assert app_post(app_sim, "/v1/agent/list", secret="no").json == {
+        "code": 404,
+        "msg": "Invalid app id or secret, authentication failed",
+    }
+    with Simulator(apps={APP_ID: SECRET}) as s:  # no agents
+        assert app_post(s, "/v3/user/list").json["count"] == 0
+
+
+def test_v3_users_off():
+    with Simulator(apps={APP_ID: SECRET}, agents=generate_agents(3), v3_users=False) as s:
+        r = app_post(s, "/v3/user/list")
+        assert r.status == 404 and r.headers["content-type"].startswith("text/html")
+        assert b"Cannot POST /v3/user/list" in r.raw
+        assert app_post(s, "/v2/user/list").json["count"] == 3
+
+
+def test_page_cap(app_sim):
+    app_sim.page_cap = 10
+    everything = app_sim.records(ACC_ANSWERED)
+    p1, p2, p3 = (app_post(app_sim, ACC_ANSWERED, page=p, limit=20).json for p in (1, 2, 3))
+    assert p1["count"] == 25 and p1["cdr"] == everything[:10]
+    assert p2["cdr"] == everything[10:20] and p3["cdr"] == everything[20:]
+    assert app_post(app_sim, ACC_ANSWERED, page=2, limit=4).json["cdr"] == everything[4:8]  # below the cap
+    assert len(cdr(app_sim, ANSWERED, limit=10).json["cdr"]) == 10
+    app_sim.page_cap = 3
+    assert cdr(app_sim, ANSWERED, page=2).json["cdr"] == app_sim.records(ANSWERED)[3:6]
+    users = app_post(app_sim, "/v3/user/list", limit=20).json
+    assert users["count"] == 23 and len(users["agents"]) == 3
+    with Simulator(apps={APP_ID: SECRET}, page_cap=5, calls={ACC_MISSED: everything}) as s:
+        assert len(app_post(s, ACC_MISSED, limit=20).json["cdr"]) == 5
+
+
+def test_token_lifetime():
+    with Simulator(tokens=[TOKEN], users={USER: PASSWORD}, token_lifetime=3) as s:
+        token = post(s, "/v2/user/login", {"id": USER, "password": PASSWORD}).json["token"]
+        assert [cdr(s, token=token).json["code"] for _ in range(4)] == [200, 200, 200, 404]
+        assert token not in s.valid_tokens()
+        assert all(cdr(s).json["code"] == 200 for _ in range(5))  # fixed tokens live on
+        fresh = post(s, "/v2/user/login", {"id": USER, "password": PASSWORD}).json["token"]
+        assert cdr(s, token=fresh).json["code"] == 200
+        assert cdr(s, token="bogus").json["code"] == 404  # does not use up anything
+        assert cdr(s, token=fresh).json["code"] == 200
+
+
+# ----------------------------------------------------------------------- rate limit
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "retry_after"),
+    [("retry_after", 429, "1"), ("no_retry_after", 429, None), ("body", 200, None)],
+)
+def test_rate_limit_forms(form, status, retry_after):
+    with Simulator(tokens=[TOKEN], users={USER: PASSWORD}, rate_limit=1, rate_limit_form=form) as s:
+        s.inject("500")
+        assert cdr(s).status == 500  # the burst of 1
+        r = post(s, "/v2/user/login", {"id": USER, "password": PASSWORD})  # every path counts
+        assert r.status == status and r.headers.get("retry-after") == retry_after
+        assert r.json == {"code": 429, "error": True, "msg": "Too many requests, please try again later"}
+        s.inject("503")
+        assert cdr(s).json["code"] == 429
+        assert s.pending_faults() == 1  # a rate-limited request does not use a fault up
+        assert s.stats.rate_limited == 2 and s.stats.requests == 3 and s.stats.faults_served == 1
+        time.sleep(1.05)
+        assert cdr(s).status == 503
+    with pytest.raises(ValueError):
+        Simulator(rate_limit=1, rate_limit_form="nope")
+
+
+def test_rate_limit_is_exact_under_concurrency():
+    rate = 200
+    with Simulator(tokens=[TOKEN], rate_limit=rate) as s:
+        stop = time.monotonic() + 1.0
+        ok = []
+
+        def hammer():
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+            body = {"token": TOKEN, "from": 0, "to": 1}
+            n = 0
+            while time.monotonic() < stop:
+                n += post(s, OUT_MISSED, body, conn=conn).status == 200
+            ok.append(n)
+            conn.close()
+
+        threads = [threading.Thread(target=hammer) for _ in range(6)]
+        t = time.monotonic()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.monotonic() - t
+        allowed = sum(ok)
+        assert s.stats.rate_limited == s.stats.requests - allowed > 2 * allowed  # it was hammered
+        # burst (200) plus 200/s; the window seen by the server is within the client's
+        assert rate + rate * (elapsed - 0.1) <= allowed <= rate + rate * elapsed + 1, (allowed, elapsed)
+
+
+# ----------------------------------------------------------------------- new faults
+
+
+def test_fault_short_page(app_sim):
+    full = cdr(app_sim).json
+    app_sim.inject("short_page")
+    ans = cdr(app_sim).json
+    assert ans["count"] == 25 and ans["cdr"] == full["cdr"][:7]
+    app_sim.inject("short_page", drop=20)
+    assert cdr(app_sim).json["cdr"] == []
+    app_sim.inject("short_page", drop=0)
+    assert cdr(app_sim).json == full
+    app_sim.inject("short_page", drop=1)
+    assert app_post(app_sim, "/v3/user/list").json["count"] == 23  # users lists do not use it up
+    ans = app_post(app_sim, IN_MISSED).json
+    assert ans["total"] == 25 and len(ans["cdr"]) == 9
+    assert cdr(app_sim).json == full  # the store is untouched
+
+
+def test_fault_shuffle_ties():
+    tied = [make_call(T0, cmiuid=f"t{i:02d}") for i in range(30)]
+    others = generate_calls(25, T0 - DAY, T0 - 1, seed=3) + generate_calls(5, T0 + 1, T0 + DAY, seed=4)
+    with Simulator(calls={OUT_MISSED: tied + others}, tokens=[TOKEN]) as s:
+        stable = [cdr(s, page=p).json["cdr"] for p in range(1, 7)]
+        assert stable == [cdr(s, page=p).json["cdr"] for p in range(1, 7)]  # without it: stable
+        s.inject("shuffle_ties", times=-1)
+        pages = [cdr(s, page=p).json for p in range(1, 7)]
+        # the times per position do not change; only records sharing a millisecond move
+        assert [[r["time"] for r in p["cdr"]] for p in pages] == [[r["time"] for r in p] for p in stable]
+        assert all(p["count"] == 60 for p in pages)
+        ids = [r["cmiuid"] for p in pages for r in p["cdr"]]
+        assert len(ids) == 60 and len(set(ids)) < 60  # overlaps and gaps
+        assert set(ids) - {f"t{i:02d}" for i in range(30)} == {r["cmiuid"] for r in others}
+        assert len({tuple(r["cmiuid"] for r in cdr(s, page=2).json["cdr"]) for _ in range(5)}) > 1
+        s.clear_faults()
+        assert [cdr(s, page=p).json["cdr"] for p in range(1, 7)] == stable
+
+
+@pytest.mark.parametrize(
+    ("form", "expected"),
+    [
+        ("string", ["1764583200123", "1764583200122"]),
+        ("float", [1764583200123.0, 1764583200122.0]),
+        ("iso", ["2025-12-01T10:00:00.123Z", "2025-12-01T10:00:00.122Z"]),
+        ("missing", [None, None]),
+    ],
+)
+def test_fault_time_as(form, expected):
+    t = 1764583200123  # 2025-12-01T10:00:00.123Z
+    calls = {OUT_MISSED: [make_call(t), make_call(t - 1)], IN_OUT_MISSED: [make_call(t, endpoint=IN_OUT_MISSED)]}
+    with Simulator(calls=calls, tokens=[TOKEN], users={USER: PASSWORD}, apps={APP_ID: SECRET}) as s:
+        s.inject("time_as", form=form)
+        assert post(s, "/v2/user/login", {"id": USER, "password": PASSWORD}).json["code"] == 200  # not used up
+        recs = cdr(s, **{"from": 0, "to": 2 * t}).json["cdr"]
+        assert [r.get("time", None) for r in recs] == expected
+        assert all(("time" in r) == (form != "missing") for r in recs)
+        s.inject("time_as", form=form, endpoint=IN_OUT_MISSED)
+        assert app_post(s, IN_OUT_MISSED, start_date=0, end_date=2 * t).json["cdr"][0].get("time") == expected[0]
+        assert cdr(s, **{"from": 0, "to": 2 * t}).json["cdr"][0]["time"] == t  # the store is untouched
+    with pytest.raises(ValueError):
+        Simulator().inject("time_as", form="roman")
+
+
+def test_fault_echo_secret(app_sim):
+    app_sim.inject("echo_secret", times=5)
+    r = cdr(app_sim)
+    assert r.status == 200 and r.json == {"code": 404, "error": True, "msg": f"Invalid user token {TOKEN}"}
+    assert app_post(app_sim, ACC_MISSED).json["msg"] == f"Authentication Failed for {SECRET}"
+    assert post(app_sim, "/v2/user/login", {"id": USER, "password": PASSWORD}).json["msg"] == (
+        f"Invalid password {PASSWORD}"
+    )
+    assert app_post(app_sim, "/v3/user/list").json["msg"] == f"Authentication Failed for {SECRET}"
+    assert post(app_sim, MISSED, {}).json["msg"] == "Invalid user token "  # nothing to echo
+    assert cdr(app_sim).json["code"] == 200
+    with Simulator(tokens=[TOKEN], error_placement="status") as s:
+        s.inject("echo_secret")
+        r = cdr(s)
+        assert r.status == 404 and TOKEN in r.json["msg"]
+
+
+def test_fault_refuse(app_sim):
+    app_sim.inject("refuse")
+    assert cdr(app_sim).json == {"code": 403, "error": True, "msg": "You are not authorized to access this resource"}
+    app_sim.inject("refuse", code=401, msg="no", endpoint="/v2/user/list", after=1)
+    assert app_post(app_sim, "/v2/user/list").json["code"] == 200
+    assert app_post(app_sim, "/v2/user/list").json == {"code": 401, "error": True, "msg": "no"}
+    assert app_post(app_sim, "/v2/user/list").json["code"] == 200
+
+
+def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def test_fault_trickle(sim):
+    sim.inject("trickle", seconds=30, interval=0.05)
+    sock = socket.create_connection(("127.0.0.1", sim.port), timeout=1)
+    body = json.dumps({"token": TOKEN, "from": 0, "to": 2 * T0}).encode()
+    sock.sendall(b"POST /v2/user/out_missed HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    t = time.monotonic()
+    head, got = read_head(sock)
+    assert head.startswith(b"HTTP/1.1 200") and time.monotonic() - t < 0.5  # headers at once
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    assert length > 30 / 0.05  # cannot finish within `seconds`
+    while time.monotonic() - t < 0.5:
+        got += sock.recv(10)  # a byte at a time: a per-read timeout never fires
+    assert 4 <= len(got) <= 12 and got == cdr(sim).raw[: len(got)]  # others are served meanwhile
+    sock.close()
+    deadline = time.monotonic() + 2
+    while sim._server.connections and time.monotonic() < deadline:  # the server stops trickling
+        time.sleep(0.02)
+    assert not sim._server.connections
+    # a short one ends with the connection closed before the body is complete
+    sim.inject("trickle", seconds=0.3, interval=0.05)
+    t = time.monotonic()
+    with pytest.raises(http.client.IncompleteRead):
+        cdr(sim)
+    assert 0.25 < time.monotonic() - t < 2
+
+
+def test_fault_surrogate_and_bad_utf8(app_sim):
+    first = cdr(app_sim).json["cdr"][0]
+    app_sim.inject("surrogate")
+    r = cdr(app_sim)
+    assert b"\\ud83d" in r.raw and r.raw.decode("ascii")
+    assert r.json["cdr"][0]["name"] == first["name"] + "\ud83d"  # Python's json accepts it
+    app_sim.inject("bad_utf8")
+    r = cdr(app_sim)
+    assert f'"name":"{first["name"]}'.encode() + b'\xf0\x9f"' in r.raw
+    with pytest.raises(UnicodeDecodeError):
+        r.raw.decode("utf-8")
+    assert cdr(app_sim).json["cdr"][0] == first  # the store is untouched
+    app_sim.inject("surrogate")
+    app_sim.inject("bad_utf8")
+    post(app_sim, "/v2/user/login", {"id": USER, "password": PASSWORD})  # not used up by a login
+    assert app_post(app_sim, "/v3/user/list").raw.decode("ascii")  # nor by a users list
+    assert b"\\ud83d" in app_post(app_sim, IN_ANSWERED).raw
+    assert b"\xf0\x9f" in app_post(app_sim, ACC_ANSWERED).raw
+    app_sim.inject("surrogate", endpoint=MISSED)
+    assert cdr(app_sim, MISSED, **{"from": 0, "to": 1}).json["cdr"] == []  # nothing to change
+
+
+def test_fault_string_code(app_sim):
+    app_sim.inject("string_code", times=5)
+    assert cdr(app_sim).json["code"] == "200"
+    assert cdr(app_sim, token="bogus").json["code"] == "404"
+    assert post(app_sim, "/v2/user/login", {"id": USER, "password": PASSWORD}).json["code"] == "200"
+    assert app_post(app_sim, IN_MISSED).json.keys() == {"total", "cdr"}  # nothing to change
+    assert app_post(app_sim, "/v1/agent/list").json["code"] == "cmi-2000"
+    assert cdr(app_sim).json["code"] == 200
+
+
+def test_cdr_only_faults_skip_other_paths(app_sim):
+    app_sim.inject("inflate_count", extra=5)
+    app_sim.inject("ignore_page")
+    assert app_post(app_sim, "/v3/user/list", page=3).json["count"] == 23
+    assert len(app_post(app_sim, "/v3/user/list", page=3).json["agents"]) == 3
+    assert app_post(app_sim, "/v2/analysis").json["total"] == 100
+    assert app_post(app_sim, IN_MISSED).json["total"] == 30
+    assert app_post(app_sim, ACC_MISSED, page=3).json["cdr"] == app_post(app_sim, ACC_MISSED).json["cdr"]
+    assert app_sim.pending_faults() == 0
+    app_sim.inject("inflate_count", extra=5, endpoint="/v3/user/list")  # when asked for explicitly
+    assert app_post(app_sim, "/v3/user/list").json["count"] == 28
+
+
+# options that make each fault quick to serve
+FAST = {"stall": {"seconds": 0.01}, "trickle": {"seconds": 0.2, "interval": 0.05}}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_every_fault_waits_after_n(sim, fault):
+    baseline = cdr(sim, page=2).raw
+    sim.inject(fault, after=2, **FAST.get(fault, {}))
+    for _ in range(2):
+        assert cdr(sim, page=2).raw == baseline
+    assert sim.stats.faults_served == 0 and sim.pending_faults() == 1
+    with contextlib.suppress(ConnectionError, http.client.HTTPException):
+        cdr(sim, page=2)
+    assert sim.stats.faults_served == 1 and sim.pending_faults() == 0
+
+
+def test_after_counts_matching_requests_only(sim):
+    sim.inject("500", times=2, after=1, endpoint=MISSED)
+    sim.inject("inflate_count", extra=1, after=1)
+    sim.inject("503")
+    assert cdr(sim).json["count"] == 25  # inflate_count's `after`; the queue waits
+    assert post(sim, "/v2/user/login", {"id": USER, "password": PASSWORD}).status == 503
+    assert cdr(sim, MISSED).status == 200  # missed-only 500: its `after`
+    assert [cdr(sim, MISSED).status for _ in range(2)] == [500, 500]
+    assert cdr(sim).json["count"] == 26
+    assert cdr(sim).json["count"] == 25
+    assert sim.stats.faults_served == 4 and sim.pending_faults() == 0
+
+
+# ----------------------------------------------------------------------- transport details
+
+
+def test_chunked_body_and_bad_request(sim):
+    conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=5)
+    body = json.dumps({"token": TOKEN, "from": 0, "to": 2 * T0}).encode()
+    conn.request("POST", OUT_MISSED, iter([body[:10], body[10:]]))  # sent chunked
+    r = conn.getresponse()
+    assert json.loads(r.read())["count"] == 25
+    conn.close()
+    sock = socket.create_connection(("127.0.0.1", sim.port), timeout=5)
+    sock.sendall(b"POST /v2/user/out_missed HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert sock.recv(100).startswith(b"HTTP/1.1 400")
+    sock.close()
+
+
+def test_bodies_cap(sim, monkeypatch):
+    monkeypatch.setattr(server, "BODIES_CAP", 2)
+    for _ in range(3):
+        cdr(sim)
+    assert len(sim.stats.bodies) == 2 and sim.stats.bodies_dropped == 1
+    assert "rate_limited=0" in repr(sim.stats)
+
+
+def test_argument_guards():
+    with pytest.raises(ValueError):
+        Simulator(error_placement="header")
+    with pytest.raises(ValueError):
+        Simulator(edges="open")
+    s = Simulator(tokens=[TOKEN])
+    with pytest.raises(RuntimeError):
+        s.base_url  # noqa: B018
+    with pytest.raises(ValueError):
+        s.add_calls("/v2/user/in_cdr", [])
+    with pytest.raises(ValueError):
+        s.records("/v3/user/list")
+    with pytest.raises(ValueError):
+        s.inject("500", times=-2)
+    s.inject("500", times=0)
+    assert s.pending_faults() == 0
+    s.insert_after(0, ACC_MISSED, [make_call(T0, endpoint=ACC_MISSED)])  # at once
+    assert len(s.records(ACC_MISSED)) == 1
+    with s:
+        with pytest.raises(RuntimeError):
+            s.start()
+        assert cdr(s).json["code"] == 200
+    with pytest.raises(ValueError):
+        generate_calls(-1, T0, T0)
+    with pytest.raises(ValueError):
+        generate_calls(1, T0, T0 - 1)
+
+
+def test_lenient_numbers_login_params_and_add_user(sim):
+    missing = {"code": 400, "error": True, "msg": "Parameter missing"}
+    assert cdr(sim, **{"from": float(T0 - DAY), "to": str(T0)}).json["count"] == 25  # 1.0 and "1" are numbers
+    for bad in ({"from": True}, {"to": 1.5}, {"from": [1]}, {"page": "two"}, {"limit": "x"}):
+        assert cdr(sim, **bad).json == missing, bad
+    assert len(cdr(sim, limit=0).json["cdr"]) == 10  # no page size: the default
+    assert post(sim, "/v2/user/login", {"id": USER}).json == missing
+    assert post(sim, "/v2/user/login", {"id": "", "password": "x"}).json == missing
+    assert post(sim, "/v2/user/login", {"id": "202_1", "password": "pw"}).json["code"] == 404
+    sim.add_user("202_1", "pw")
+    assert post(sim, "/v2/user/login", {"id": "202_1", "password": "pw"}).json["code"] == 200
+    with pytest.raises(ValueError):
+        sim.add_calls(OUT_MISSED, [{"cmiuid": "no-time"}])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--end", "soon"], ["--endpoints", "out_missed,nope"], ["--user", "nopassword"], ["--app", "abc:secret"]],
+)
+def test_cli_rejects_bad_arguments(argv, capsys):
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "invalid" in err or "unknown" in err
