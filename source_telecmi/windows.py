@@ -115,6 +115,21 @@ class RangeRead:
     times: list[int]
 
 
+@dataclass
+class Probe:
+    """What probing a window found: its first page, the page size, how many pages hold calls, pages read."""
+
+    first: Page
+    size: int
+    pages: int
+    read: dict[int, Page]
+
+    @property
+    def calls(self) -> int:
+        """The calls the window seems to hold: its count, or what its pages can hold if fewer."""
+        return min(self.first.count, self.pages * self.size)
+
+
 class StreamReader:
     """What the windows of one stream share: the endpoint, the page size, the shaping of records."""
 
@@ -144,6 +159,33 @@ class StreamReader:
         self.page_size.learn(asked, page)
         return page, asked
 
+    def probe(self, window: Window, most_calls: int) -> Probe:
+        """Page 1 of a window, and its last page: a count no page reaches is found out before it is paged.
+
+        If the last page the count asks for is empty, the last page with calls is searched for (a
+        count inflated by a thousand then costs ten requests, not a hundred); otherwise the last
+        page is read here once, not again.
+        """
+        first, asked = self.page(window, 1)
+        size = page_size_of(first, asked, self.page_size.size)
+        pages = max(1, math.ceil(calls_in(first, size) / size))
+        probe = Probe(first, size, pages, {1: first})
+        if pages == 1 or first.count > most_calls:
+            return probe
+        low, high = 1, pages  # page `low` has calls; is `high` the last one?
+        last, _ = self.page(window, high, size)
+        probe.read[high] = last
+        if last.records:
+            return probe
+        while high - low > 1:
+            middle = (low + high) // 2
+            page, _ = self.page(window, middle, size)
+            probe.read[middle] = page
+            low, high = (middle, high) if page.records else (low, middle)
+        probe.pages = low
+        probe.read = {n: p for n, p in probe.read.items() if n <= low}
+        return probe
+
     def owned(self, window: Window, record: dict[str, Any], key: bytes) -> Optional[dict[str, Any]]:
         """The record, shaped, if this window is the one to emit it; None if another window owns it."""
         instant = self._instant(record)
@@ -168,14 +210,14 @@ class StreamReader:
 class WindowRead:
     """The read of one window, shared by the partitions of its pages."""
 
-    def __init__(self, reader: StreamReader, window: Window, first: Page, asked: int) -> None:
+    def __init__(self, reader: StreamReader, window: Window, probe: Probe) -> None:
         self.reader = reader
         self.window = window
         self.slice = window.as_slice()
-        self.size = page_size_of(first, asked, reader.page_size.size)
-        self.pages = max(1, math.ceil(first.count / self.size))
-        self._first: Optional[Page] = first
-        self._counts = {first.count}
+        self.size = probe.size
+        self.pages = probe.pages
+        self._read_already = dict(probe.read)
+        self._counts = {probe.first.count}
         self._found: set[bytes] = set()  # returned by requests for this window's own range
         self._emitted: set[bytes] = set()
         self._anomaly: Optional[str] = None
@@ -186,10 +228,9 @@ class WindowRead:
 
     def read_page(self, number: int) -> list[dict[str, Any]]:
         """The calls of page `number` to emit (new, and owned by this window)."""
-        if number == 1:
-            page, self._first = self._first, None
-            assert page is not None
-        else:
+        with self._lock:
+            page = self._read_already.pop(number, None)
+        if page is None:
             page, _ = self.reader.page(self.window, number, self.size)
         with self._lock:
             self._counts.add(page.count)
@@ -245,11 +286,10 @@ class WindowRead:
 
     def _gap(self) -> Optional[str]:
         """A page shorter than the page size with calls on a later page: calls were skipped between them."""
-        full = max(self._lengths.values(), default=0)
-        short = [n for n, length in self._lengths.items() if length < full]
+        short = [n for n, length in self._lengths.items() if length < self.size]
         later = [n for n, length in self._lengths.items() if length > 0]
         if short and later and min(short) < max(later):
-            return f"page {min(short)} is shorter than page {max(later)} after it"
+            return f"page {min(short)} is shorter than {self.size} calls and page {max(later)} has calls"
         return None
 
     def _settle(self, piece: Window, known: Optional[RangeRead], budget: list[int]) -> Generator[Any, None, int]:
@@ -329,9 +369,21 @@ class WindowRead:
             if not page.records or number * size >= max(counts):
                 break
             number += 1
-        if any(length < max(lengths) for length in lengths[:-1]):
-            anomaly = anomaly or "a page is shorter than a later one"
+        short = [n for n, length in enumerate(lengths) if length < size]
+        if short and any(lengths[short[0] + 1 :]):
+            anomaly = anomaly or f"page {short[0] + 1} is shorter than {size} calls and a later page has calls"
         return RangeRead(found, max(counts), anomaly, times)
+
+
+def calls_in(first: Page, size: int) -> int:
+    """The calls a window seems to hold, judged by its first page.
+
+    A first page shorter than the page size probably ends the window, whatever the count says:
+    its other pages are not read in parallel (the window is read again, one page after the other,
+    if the count is not reached, so a short page in the middle loses nothing).
+    """
+    served = len(first.records)
+    return served if served < size else first.count
 
 
 def page_size_of(first: Page, asked: int, learned: int) -> int:
@@ -451,9 +503,9 @@ class WindowPartitions(PartitionGenerator):
         self._expect = expect
         self._backlog = Backlog(most_pages=2 * planner.target_calls // reader.page_size.largest)
 
-    def _probe(self, window: Window) -> tuple[Page, int]:
+    def _probe(self, window: Window) -> Probe:
         self._backlog.wait_for_room()
-        return self._reader.page(window, 1)
+        return self._reader.probe(window, self._planner.most_calls)
 
     def generate(self) -> Iterable[Partition]:
         ranges = self._ranges()
@@ -461,16 +513,14 @@ class WindowPartitions(PartitionGenerator):
         covered = known = 0
         try:
             for first, last in ranges:
-                for window, (page, asked) in iterate_windows(
-                    self._planner, first, last, self._probe, lambda probed: probed[0].count
-                ):
-                    if window.span == 1 and page.count > self._planner.most_calls:
+                for window, probe in iterate_windows(self._planner, first, last, self._probe, Probe.calls.fget):
+                    if window.span == 1 and probe.first.count > self._planner.most_calls:
                         raise PagingError(
-                            self._reader.stream, window, f"TeleCMI reports {page.count} calls in one millisecond"
+                            self._reader.stream, window, f"TeleCMI reports {probe.first.count} calls in one millisecond"
                         )
-                    read = WindowRead(self._reader, window, page, asked)
+                    read = WindowRead(self._reader, window, probe)
                     covered += window.span
-                    known += page.count
+                    known += probe.calls
                     self._emit_estimate(estimate_total(known, covered, remaining - covered))
                     if self._expect is not None:
                         self._expect(window, read.pages)
