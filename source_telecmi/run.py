@@ -7,6 +7,7 @@ from typing import Any
 from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.logger import PRINT_BUFFER
 from airbyte_cdk.models import ConnectorSpecification
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import best_match
 
@@ -37,4 +38,6 @@ def run() -> None:
     parsed = entrypoint.parse_args(sys.argv[1:])
     with PRINT_BUFFER:
         for message in entrypoint.run(parsed):
-            print(f"{message}\n", end="")
+            # Every line, not only the CDK's logs: TeleCMI may echo a secret into an error this
+            # connector (or the CDK's concurrent reader) puts in a TRACE message unfiltered.
+            print(f"{filter_secrets(message)}\n", end="")

@@ -192,7 +192,7 @@ def read_user_list(endpoint: UserListEndpoint, logger: logging.Logger) -> list[d
         while True:
             asked = page_size.size
             page: Page = endpoint.page(number, asked)
-            page_size.learn(asked, page)
+            page_size.learn(asked, page, number)
             count = page.count
             fresh = {fingerprint(u): u for u in page.records}
             if not fresh or set(fresh) <= set(found):

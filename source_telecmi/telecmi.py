@@ -534,6 +534,8 @@ class AnswerHandler(ErrorHandler):
         body = body_of(answer)
         sent_token = getattr(answer.request, "telecmi_token", None)
         if decision.action == "ok":
+            if isinstance(body.get("token"), str) and sent_token is None:
+                register_secret(body["token"])  # a login's token, before the CDK's debug log prints the answer
             self.answered_once = True
             self._api.answered = True
             if sent_token:

@@ -48,6 +48,10 @@ from source_telecmi.timeline import Window, WindowPlanner, estimate_total, itera
 # A window that does not add up may spend this many requests (at least) on being read again.
 LEAST_REREAD_REQUESTS = 200
 REREAD_REQUESTS_PER_PAGE = 8
+# A busy millisecond is read as a piece of this span, with a millisecond of margin on each side: a
+# piece's request reaches one millisecond past each end (see timeline.Window), so its neighbours'
+# requests must not reach the busy millisecond itself.
+BUSY_PIECE_SPAN = 3
 # A millisecond is read again at most this often, and is settled once this many reads add nothing.
 MOST_READS_OF_ONE_MS = 40
 STABLE_READS = 3
@@ -90,9 +94,15 @@ class PageSize:
     def size(self) -> int:
         return self._served or self.largest
 
-    def learn(self, asked: int, page: Page) -> None:
+    def learn(self, asked: int, page: Page, number: int) -> None:
+        """Learn from page `number`: only a first page tells the size (a later one may be the last)."""
         served = len(page.records)
-        if 0 < served < asked and served < page.count and (self._served is None or served > self._served):
+        if (
+            number == 1
+            and 0 < served < asked
+            and served < page.count
+            and (self._served is None or served > self._served)
+        ):
             with self._lock:
                 if self._served is None or served > self._served:
                     self._served = served
@@ -156,7 +166,7 @@ class StreamReader:
     def page(self, window: Window, number: int, limit: Optional[int] = None) -> tuple[Page, int]:
         asked = limit or self.page_size.size
         page = self.endpoint.page(window.request_from, window.request_to, number, asked)
-        self.page_size.learn(asked, page)
+        self.page_size.learn(asked, page, number)
         return page, asked
 
     def probe(self, window: Window, most_calls: int) -> Probe:
@@ -304,7 +314,7 @@ class WindowRead:
         found = known.found | read.found
         if len(found) >= read.count:
             return 0
-        if piece.span == 1:
+        if piece.span <= BUSY_PIECE_SPAN:
             return (yield from self._settle_millisecond(piece, found, budget))
         if read.found == known.found and read.count == known.count and not (read.anomaly or known.anomaly):
             return read.count - len(found)  # two complete reads agree: the count is what is wrong
@@ -393,28 +403,39 @@ def page_size_of(first: Page, asked: int, learned: int) -> int:
 
 
 def split(piece: Window, times: list[int], count: int, page_size: int) -> list[Window]:
-    """Cut `piece` into windows that need about one page each, a busy millisecond alone.
+    """Cut `piece` into windows that need about one page each, a busy millisecond apart.
 
-    A millisecond holding many of the calls seen is its own piece (its calls can only be told apart
-    by reading it again); the rest is cut into equal spans, as many as the count needs pages.
+    A millisecond holding many of the calls seen is a piece of its own, with a millisecond of
+    margin each side (its calls can only be told apart by reading it again); the rest is cut into
+    equal spans, as many as the count needs pages. There are always at least two parts.
     """
     inside = [t for t in times if piece.first <= t <= piece.last]
     busy_at = max(2, page_size // 2)
-    busy = sorted(t for t in set(inside) if inside.count(t) >= busy_at) if len(inside) < 10_000 else []
-    if not busy and inside and len(set(inside)) == 1 and piece.span > 1:
-        busy = [inside[0]]
+    tally: dict[int, int] = {}
+    for instant in inside:
+        tally[instant] = tally.get(instant, 0) + 1
+    busy = sorted(t for t, n in tally.items() if n >= busy_at)
+    if not busy and len(tally) == 1:
+        busy = list(tally)
     parts: list[Window] = []
+
+    def spans(first: int, last: int, least: int) -> None:
+        if first > last:
+            return
+        share = count * (last - first + 1) // piece.span
+        pieces = min(last - first + 1, max(least, min(64, math.ceil(share / max(1, page_size)))))
+        step = math.ceil((last - first + 1) / pieces)
+        parts.extend(Window(a, min(last, a + step - 1)) for a in range(first, last + 1, step))
+
     start = piece.first
-    for at in [*busy, None]:
-        end = piece.last if at is None else at - 1
-        if start <= end:
-            share = count * (end - start + 1) // piece.span
-            pieces = max(2 if at is None and not parts else 1, min(64, math.ceil(share / max(1, page_size))))
-            step = math.ceil((end - start + 1) / pieces)
-            parts += [Window(a, min(end, a + step - 1)) for a in range(start, end + 1, step)]
-        if at is not None:
-            parts.append(Window(at, at))
-            start = at + 1
+    for at in busy:
+        low, high = max(at - 1, start), min(at + 1, piece.last)
+        if low > high:
+            continue
+        spans(start, low - 1, 1)
+        parts.append(Window(low, high))
+        start = high + 1
+    spans(start, piece.last, 1 if parts else 2)
     return parts
 
 
