@@ -1,22 +1,21 @@
 # source-telecmi: `make demo` shows it working, `make test` proves it. Both set up .venv first.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
-PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+PY := .venv/bin/python
+STAMP := .venv/.installed-stamp
 
 .PHONY: venv test lint unit integration demo bench image-test pyairbyte-test clean
 
 $(STAMP): setup.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version.split()[0]'
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[tests]'
+	@test -x $(PY) || $(PYTHON) -m venv .venv
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip -e '.[tests]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 lint: venv
-	$(PY) -m ruff check source_telecmi unit_tests integration_tests scripts/demo.py
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check --exclude "*.md" .
 
 unit: venv
 	$(PY) -m pytest unit_tests
@@ -24,7 +23,7 @@ unit: venv
 integration: venv
 	$(PY) -m pytest integration_tests
 
-test: venv lint
+test: lint
 	$(PY) -m pytest unit_tests integration_tests
 	bash scripts/image_test.sh
 	bash scripts/pyairbyte_test.sh
@@ -42,4 +41,4 @@ pyairbyte-test: venv
 	bash scripts/pyairbyte_test.sh
 
 clean:
-	rm -rf $(VENV) .venv-pyairbyte .demo .pytest_cache build *.egg-info
+	rm -rf .venv .venv-pyairbyte .demo build *.egg-info

@@ -1,123 +1,86 @@
-"""`make demo`: the connector against the TeleCMI simulator, spec to read, with a short readable summary.
+"""`make demo`: the connector against the TeleCMI simulator, spec to read, in a short summary.
 
-Runs the real `source-telecmi` command, as Airbyte would, against a simulator on 127.0.0.1 holding
-a month of calls for each of the four endpoints. Files it writes are left in .demo/ to look at.
+Runs the real `source-telecmi` command, as Airbyte would, against a simulator on 127.0.0.1 with a
+month of calls: first account-wide (app credentials: the users, then every call with its agent),
+then one user's calls (login). The config, catalog and state of each are left in .demo/.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
 
-from integration_tests.telecmi_simulator import (  # noqa: E402
-    CDR_ENDPOINTS,
-    DEFAULT_TOKEN,
-    Simulator,
-    generate_calls,
+from integration_tests.harness import (
+    ACCOUNT_ENDPOINTS,
+    END_MS,
+    ENDPOINTS,
+    USERS,
+    Connector,
+    calls_for,
+    config_for,
+    configured,
+    last_states,
+    simulator,
 )
+from integration_tests.telecmi_simulator import generate_calls
 
-COMMAND = str(Path(sys.executable).parent / "source-telecmi")
+ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
-START, END = "2025-12-01T00:00:00Z", "2026-01-01T00:00:00Z"
-START_MS, END_MS = 1764547200000, 1767225600000
-DAY_MS = 86_400_000
 
 
-def run(verb: str, *args: str) -> list[dict]:
-    done = subprocess.run([COMMAND, verb, *args], capture_output=True, text=True)
-    messages = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    errors = [
-        m["trace"]["error"]["message"] for m in messages if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"
-    ]
-    if done.returncode != 0 or errors:
-        sys.exit(f"source-telecmi {verb} failed: {errors or done.stderr[-2000:]}")
-    return messages
-
-
-def of(messages: list[dict], kind: str) -> list[dict]:
-    return [m for m in messages if m["type"] == kind]
+def show(sim, kind: str, paths: dict[str, str]) -> None:
+    connector = Connector(DEMO / kind, fast=False)
+    connector.workdir.mkdir(parents=True, exist_ok=True)
+    config = config_for(sim, kind, num_workers=8)
+    status = connector.run("check", config).ok().connection_status
+    print(f"  check     {status['status']} {status.get('message') or ''}".rstrip())
+    streams = connector.run("discover", config).ok().streams
+    print(f"  discover  {len(streams)} streams: {', '.join(s['name'] for s in streams)}")
+    catalog = configured(streams)
+    sim.stats.reset()
+    started = time.monotonic()
+    read = connector.run("read", config, catalog).ok()
+    elapsed = time.monotonic() - started
+    calls = [r for s in paths for r in read.records_of(s)]
+    users = read.records_of(USERS)
+    print(
+        f"  read      {f'{len(users)} users, then ' if users else ''}{len(calls)} calls "
+        f"({len({c['cmiuid'] for c in calls})} unique) in {elapsed:.1f} s, {sim.stats.requests} requests, "
+        f"{len(read.states)} checkpoints"
+    )
+    for stream in paths:
+        print(f"            {stream:<24}{len(read.records_of(stream)):>5}")
+    if users:
+        names = {u["agent_id"]: f"{u.get('first_name', '')} {u.get('last_name', '')}".strip() for u in users}
+        print(f"  users     {', '.join(list(names.values())[:4])}, ... (fields: {', '.join(users[0])}; no password)")
+        per_agent = Counter(c.get("agent") for c in calls).most_common(3)
+        print("  by agent  " + ", ".join(f"{names.get(a, a)} ({a}) {n}" for a, n in per_agent) + ", ...")
+    keys = ("started_at", "direction", "status", "agent", "from", "to", "duration")
+    print(f"  a call    {', '.join(f'{k}={calls[0][k]}' for k in keys if calls[0].get(k) is not None)}")
+    new_calls = generate_calls(25, END_MS + 1, END_MS + 43_200_000, seed=99, endpoint=paths["outgoing_missed_calls"])
+    sim.add_calls(paths["outgoing_missed_calls"], new_calls)
+    config["end_date"] = "2026-01-02T00:00:00Z"
+    again = connector.run("read", config, catalog, last_states(read)).ok()
+    print(
+        f"  again     from the saved state, after 25 new calls: {len(again.records) - len(again.records_of(USERS))} calls"
+    )
 
 
 def main() -> None:
-    DEMO.mkdir(exist_ok=True)
-    calls = {
-        endpoint: generate_calls(400 + 150 * i, START_MS, END_MS - 1, seed=i, endpoint=endpoint)
-        for i, endpoint in enumerate(CDR_ENDPOINTS)
-    }
-    with Simulator(calls=calls, tokens=[DEFAULT_TOKEN], latency_ms=20) as sim:
-        print(
-            f"TeleCMI simulator on {sim.base_url}: {sum(map(len, calls.values()))} calls in {len(calls)} endpoints, 20 ms per request\n"
-        )
-        config = {
-            "credentials": {"auth_type": "token", "token": DEFAULT_TOKEN},
-            "start_date": START,
-            "end_date": END,
-            "api_url": sim.base_url,
-            "lookback_window_days": 0,
-            "num_workers": 8,
-        }
-        config_path = DEMO / "config.json"
-        config_path.write_text(json.dumps(config, indent=2))
-
-        spec = of(run("spec"), "SPEC")[0]["spec"]["connectionSpecification"]
-        print(f"spec      {len(spec['properties'])} settings: {', '.join(spec['properties'])}")
-
-        status = of(run("check", "--config", str(config_path)), "CONNECTION_STATUS")[0]["connectionStatus"]
-        print(f"check     {status['status']} {status.get('message') or ''}".rstrip())
-
-        streams = of(run("discover", "--config", str(config_path)), "CATALOG")[0]["catalog"]["streams"]
-        print(f"discover  {len(streams)} streams: {', '.join(s['name'] for s in streams)}")
-        catalog = {
-            "streams": [
-                {
-                    "stream": s,
-                    "sync_mode": "incremental",
-                    "cursor_field": ["time"],
-                    "destination_sync_mode": "append_dedup",
-                    "primary_key": [["cmiuid"]],
-                }
-                for s in streams
-            ]
-        }
-        catalog_path = DEMO / "catalog.json"
-        catalog_path.write_text(json.dumps(catalog, indent=2))
-
-        started = time.monotonic()
-        first = run("read", "--config", str(config_path), "--catalog", str(catalog_path))
-        elapsed = time.monotonic() - started
-        records = of(first, "RECORD")
-        per_stream = Counter(m["record"]["stream"] for m in records)
-        unique = len({(m["record"]["stream"], m["record"]["data"]["cmiuid"]) for m in records})
-        print(
-            f"read      {len(records)} calls ({unique} unique) in {elapsed:.1f} s, {sim.stats.requests} requests, "
-            f"{len(of(first, 'STATE'))} checkpoints"
-        )
-        for name, count in per_stream.items():
-            print(f"            {name:<26} {count:>5}")
-        sample = records[0]["record"]["data"]
-        print(f"          a call: {json.dumps(sample)[:200]}...")
-
-        states = {}
-        for message in of(first, "STATE"):
-            states[message["state"]["stream"]["stream_descriptor"]["name"]] = message["state"]
-        state_path = DEMO / "state.json"
-        state_path.write_text(json.dumps(list(states.values()), indent=2))
-
-        sim.add_calls(CDR_ENDPOINTS[0], generate_calls(25, END_MS + 1, END_MS + DAY_MS // 2, seed=99))
-        config["end_date"] = "2026-01-02T00:00:00Z"
-        config_path.write_text(json.dumps(config, indent=2))
-        second = run("read", "--config", str(config_path), "--catalog", str(catalog_path), "--state", str(state_path))
-        print(f"read      again from the saved state, after 25 new calls: {len(of(second, 'RECORD'))} calls read")
-    print(
-        f"\nThe config, catalog and state used are in {DEMO.relative_to(ROOT)}/. `make test` runs the full test suite."
-    )
+    calls = calls_for([*ACCOUNT_ENDPOINTS.values(), *ENDPOINTS.values()], n=500, seed=1)
+    with simulator(calls, latency_ms=20) as sim:
+        print(f"TeleCMI simulator on {sim.base_url}: a month of calls, 12 agents, 20 ms per request")
+        spec = Connector(DEMO).run("spec").ok().of("SPEC")[0]["spec"]["connectionSpecification"]
+        print(f"spec: {len(spec['properties'])} settings: {', '.join(spec['properties'])}\n")
+        print("The whole account (app id and secret: what a team uses)")
+        show(sim, "app", ACCOUNT_ENDPOINTS)
+        print("\nOne user (user id and password)")
+        show(sim, "login", ENDPOINTS)
+    print(f"\nConfigs, catalogs and states are in {DEMO.relative_to(ROOT)}/app and /login. `make test` tests it all.")
 
 
 if __name__ == "__main__":

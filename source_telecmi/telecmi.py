@@ -68,6 +68,14 @@ def one_line(text: str, limit: int = 300) -> str:
 # ------------------------------------------------------------------------------------------ secrets
 
 
+# Fields named like these hold secrets: TeleCMI sends every user's password in plain text.
+SECRET_FIELD_MARKS = ("password", "passwd", "secret", "token")
+
+
+def secret_named(field: Any) -> bool:
+    return any(mark in str(field).lower() for mark in SECRET_FIELD_MARKS)
+
+
 def register_secret(secret: Any) -> None:
     """Mask a secret in every output, in each form it can take there.
 
@@ -534,8 +542,13 @@ class AnswerHandler(ErrorHandler):
         body = body_of(answer)
         sent_token = getattr(answer.request, "telecmi_token", None)
         if decision.action == "ok":
+            # Before the CDK's debug log prints the answer: a login's token, the users' passwords.
             if isinstance(body.get("token"), str) and sent_token is None:
-                register_secret(body["token"])  # a login's token, before the CDK's debug log prints the answer
+                register_secret(body["token"])
+            for user in body.get("agents") or ():
+                for name, value in user.items() if isinstance(user, dict) else ():
+                    if secret_named(name):
+                        register_secret(value)
             self.answered_once = True
             self._api.answered = True
             if sent_token:

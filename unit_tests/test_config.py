@@ -1,16 +1,28 @@
 """The config is checked once, with a one-line reason naming what is wrong."""
 
 import pytest
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 
 from source_telecmi.config import ConfigError, TelecmiConfig
 from source_telecmi.timeline import DAY_MS
 
-GOOD = {"credentials": {"auth_type": "token", "token": "abc"}, "start_date": "2024-01-01T00:00:00Z"}
 JAN_1 = 1704067200000
+TOKEN = {"auth_type": "token", "token": "abc-token"}
+APP = {"auth_type": "app", "app_id": 1111112, "app_secret": "s3cret"}
+LOGIN = {"auth_type": "login", "user_id": "101_1111112", "password": "pw"}
+GOOD = {"credentials": TOKEN, "start_date": "2024-01-01T00:00:00Z"}
 
 
 def parse(**overrides):
     return TelecmiConfig.parse({**GOOD, **overrides}, sync_started_at=JAN_1 + 10 * DAY_MS)
+
+
+def reason(**overrides):
+    with pytest.raises(ConfigError) as error:
+        parse(**overrides)
+    message = error.value.message
+    assert "\n" not in message
+    return message
 
 
 def test_defaults():
@@ -18,39 +30,145 @@ def test_defaults():
     assert config.start == JAN_1
     assert config.end == JAN_1 + 10 * DAY_MS  # the sync's start
     assert config.lookback_ms == DAY_MS
-    assert config.num_workers == 4
+    assert config.num_workers == 8
+    assert config.region == "global"
     assert config.api_url == "https://rest.telecmi.com"
-    assert config.credentials.token == "abc" and not config.credentials.logs_in
+    assert (config.credentials.kind, config.credentials.token) == ("token", "abc-token")
+
+
+def test_explicit_values():
+    config = parse(end_date="2024-01-05", lookback_window_days=0, num_workers=32)
+    assert config.end == JAN_1 + 4 * DAY_MS
+    assert (config.lookback_ms, config.num_workers) == (0, 32)
+
+
+@pytest.mark.parametrize("start", ["2024-01-01", "2024-01-01T00:00:00.000Z", "2024-01-01T00:00:00+00:00"])
+def test_every_documented_date_form(start):
+    assert parse(start_date=start).start == JAN_1
+
+
+# ------------------------------------------------------------------------------------------ credentials
+
+
+@pytest.mark.parametrize("app_id", [1111112, "1111112", " 1111112 "])
+def test_app_credentials_take_an_app_id_as_a_number_or_digits(app_id):
+    credentials = parse(credentials={**APP, "app_id": app_id}).credentials
+    assert (credentials.kind, credentials.app_id, credentials.app_secret) == ("app", 1111112, "s3cret")
+    assert credentials.describe() == "app id 1111112"
+
+
+def test_app_secret_is_trimmed():
+    assert parse(credentials={**APP, "app_secret": "  s3cret\n"}).credentials.app_secret == "s3cret"
+
+
+@pytest.mark.parametrize("app_id", ["abc", "12a", "", 0, -5, True, None, 1.5, [1]])
+def test_a_bad_app_id_is_named(app_id):
+    message = reason(credentials={**APP, "app_id": app_id})
+    assert message.startswith("credentials.app_id ")
+
+
+@pytest.mark.parametrize("secret", ["", "   ", None, 123])
+def test_a_missing_app_secret_is_named(secret):
+    assert reason(credentials={**APP, "app_secret": secret}).startswith("credentials.app_secret ")
 
 
 def test_login_credentials():
-    config = parse(credentials={"auth_type": "login", "user_id": " 101_1111112 ", "password": "pw"})
-    assert config.credentials.logs_in
-    assert config.credentials.user_id == "101_1111112"
+    credentials = parse(credentials={**LOGIN, "user_id": " 101_1111112 "}).credentials
+    assert (credentials.kind, credentials.user_id, credentials.password) == ("login", "101_1111112", "pw")
+    assert credentials.describe() == "user 101_1111112"
+
+
+def test_a_password_is_kept_as_typed():
+    assert parse(credentials={**LOGIN, "password": " p w "}).credentials.password == " p w "
+
+
+def test_token_is_trimmed():
+    assert parse(credentials={**TOKEN, "token": " abc-token \n"}).credentials.token == "abc-token"
 
 
 @pytest.mark.parametrize(
-    "overrides, reason",
+    "credentials, text",
     [
-        ({"start_date": "2024-01-01"}, "start_date '2024-01-01' is not a UTC date"),
-        ({"end_date": "2023-12-31T00:00:00Z"}, "end_date 2023-12-31T00:00:00.000Z is before start_date"),
-        ({"start_date": "2024-02-01T00:00:00Z"}, "start_date 2024-02-01T00:00:00.000Z is in the future"),
-        ({"num_workers": 33}, "num_workers must be from 1 to 32, got 33"),
-        ({"num_workers": "8"}, "num_workers must be a whole number"),
-        ({"lookback_window_days": -1}, "lookback_window_days must be from 0 to 3650"),
-        ({"api_url": "http://rest.telecmi.com"}, "must use https"),
-        ({"api_url": "ftp://x"}, "is not a URL"),
-        ({"credentials": {"auth_type": "token", "token": " "}}, "credentials.token is empty"),
-        ({"credentials": {"auth_type": "login", "user_id": "101_1"}}, "credentials.password is empty"),
-        ({"credentials": {"auth_type": "oauth"}}, "auth_type must be 'token' or 'login'"),
-        ({"credentials": None}, "credentials are missing"),
+        ({"auth_type": "token", "token": " "}, "credentials.token is empty"),
+        ({"auth_type": "login", "user_id": "101_1"}, "credentials.password is empty"),
+        ({"auth_type": "login", "password": "pw"}, "credentials.user_id is empty"),
+        ({"auth_type": "oauth"}, "credentials.auth_type must be 'app', 'login' or 'token'"),
+        ({}, "credentials.auth_type"),
+        (None, "credentials are missing"),
+        ("abc", "credentials are missing"),
     ],
 )
-def test_bad_config_has_a_one_line_reason(overrides, reason):
-    with pytest.raises(ConfigError) as error:
-        parse(**overrides)
-    assert reason in error.value.message
-    assert "\n" not in error.value.message
+def test_bad_credentials_are_named(credentials, text):
+    assert text in reason(credentials=credentials)
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"auth_type": "login", "user_id": "", "password": "hunter2-pw"},
+        {"auth_type": "app", "app_id": "x", "app_secret": "hunter2-pw"},
+    ],
+)
+def test_a_secret_is_never_in_a_reason_and_is_masked_from_then_on(credentials):
+    assert "hunter2-pw" not in reason(credentials=credentials)
+    assert "hunter2-pw" not in filter_secrets("echoed: hunter2-pw")
+
+
+def test_every_secret_of_a_good_config_is_masked():
+    parse(credentials={**APP, "app_secret": "app-s3cret-1"})
+    parse(credentials={**LOGIN, "password": 'p"w ö'})
+    assert filter_secrets('app-s3cret-1 {"password": "p\\"w \\u00f6"}') == '**** {"password": "****"}'
+
+
+# ------------------------------------------------------------------------------------------------ region
+
+
+def test_region_defaults_to_global_and_india_has_its_own_host():
+    assert parse(region=None).api_url == "https://rest.telecmi.com"
+    india = parse(region="india", credentials=APP)
+    assert (india.region, india.api_url) == ("india", "https://piopiy.telecmi.com")
+
+
+def test_api_url_overrides_the_region_host():
+    assert parse(region="india", credentials=APP, api_url="http://127.0.0.1:8080/").api_url == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("credentials", [TOKEN, LOGIN])
+def test_india_needs_the_app_credentials(credentials):
+    message = reason(region="india", credentials=credentials)
+    assert "Indian platform" in message and "app id and app secret" in message
+
+
+def test_an_unknown_region_is_named():
+    assert "region must be 'global' or 'india', got 'eu'" in reason(region="eu")
+
+
+# ------------------------------------------------------------------------------------------------ bounds
+
+
+@pytest.mark.parametrize(
+    "overrides, text",
+    [
+        ({"num_workers": 0}, "num_workers must be from 1 to 32, got 0"),
+        ({"num_workers": 33}, "num_workers must be from 1 to 32, got 33"),
+        ({"num_workers": "8"}, "num_workers must be a whole number from 1 to 32"),
+        ({"num_workers": 2.5}, "num_workers must be a whole number"),
+        ({"num_workers": True}, "num_workers must be a whole number"),
+        ({"lookback_window_days": -1}, "lookback_window_days must be from 0 to 3650, got -1"),
+        ({"lookback_window_days": 3651}, "lookback_window_days must be from 0 to 3650"),
+        ({"lookback_window_days": "1"}, "lookback_window_days must be a whole number"),
+    ],
+)
+def test_bounds_are_named(overrides, text):
+    assert text in reason(**overrides)
+
+
+def test_bounds_are_inclusive():
+    assert parse(num_workers=1, lookback_window_days=3650).num_workers == 1
+    assert parse(num_workers=None, lookback_window_days=None).num_workers == 8
+
+
+# ------------------------------------------------------------------------------------------------ api_url
 
 
 @pytest.mark.parametrize(
@@ -60,7 +178,38 @@ def test_http_only_for_loopback(url):
     assert parse(api_url=url).api_url == url.rstrip("/")
 
 
-def test_a_secret_is_never_in_a_reason():
-    with pytest.raises(ConfigError) as error:
-        parse(credentials={"auth_type": "login", "user_id": "", "password": "hunter2"})
-    assert "hunter2" not in error.value.message
+@pytest.mark.parametrize(
+    "url, text",
+    [
+        ("http://rest.telecmi.com", "must use https"),
+        ("http://10.0.0.1", "must use https"),
+        ("ftp://x", "is not a URL"),
+        ("rest.telecmi.com", "is not a URL"),
+        ("https://", "is not a URL"),
+        (42, "api_url must be a URL"),
+    ],
+)
+def test_bad_api_url_is_named(url, text):
+    assert text in reason(api_url=url)
+
+
+# -------------------------------------------------------------------------------------------------- dates
+
+
+@pytest.mark.parametrize(
+    "overrides, text",
+    [
+        ({"start_date": "2024/01/01"}, "start_date '2024/01/01' is not a date in the form YYYY-MM-DD"),
+        ({"start_date": None}, "start_date None is not a date"),
+        ({"end_date": "soon"}, "end_date 'soon' is not a date"),
+        ({"end_date": "2024-02-30"}, "end_date '2024-02-30' is not a real date"),
+        ({"end_date": "2023-12-31T00:00:00Z"}, "end_date 2023-12-31T00:00:00.000Z is before start_date"),
+        ({"start_date": "2024-02-01T00:00:00Z"}, "start_date 2024-02-01T00:00:00.000Z is in the future"),
+    ],
+)
+def test_bad_dates_are_named(overrides, text):
+    assert text in reason(**overrides)
+
+
+def test_an_empty_end_date_reads_up_to_the_sync():
+    assert parse(end_date="").end == JAN_1 + 10 * DAY_MS

@@ -1,8 +1,10 @@
-"""Dates, windows, edges, lookback and the cursor's state."""
+"""Time: dates, instants, windows and their edges, lookback, the cursor and its state."""
 
 import pytest
+from airbyte_cdk.models import Type
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
 from airbyte_cdk.sources.message import InMemoryMessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import CursorField
 from airbyte_cdk.sources.types import Record
 
 from source_telecmi.timeline import (
@@ -15,85 +17,107 @@ from source_telecmi.timeline import (
     check_window,
     estimate_total,
     finished_ranges,
+    instant_of,
+    iso_ms,
     iterate_windows,
     parse_utc,
     ranges_to_read,
+    readable_state,
 )
 
 JAN_1 = 1704067200000  # 2024-01-01T00:00:00Z
+STREAM = "outgoing_missed_calls"
 
 
-def test_parse_utc_reads_the_documented_form():
-    assert parse_utc("2024-01-01T00:00:00Z", "start_date") == JAN_1
-    assert parse_utc("2024-01-02T00:00:01Z", "start_date") == JAN_1 + DAY_MS + 1000
+# -------------------------------------------------------------------------------------------- dates
 
 
-@pytest.mark.parametrize("bad", ["2024-01-01", "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z", "yesterday", 17, None])
-def test_parse_utc_names_the_field_and_the_form(bad):
+@pytest.mark.parametrize(
+    "text, instant",
+    [
+        ("2024-01-01", JAN_1),
+        ("2024-01-01T00:00:00Z", JAN_1),
+        ("2024-01-02T00:00:01Z", JAN_1 + DAY_MS + 1000),
+        ("2024-01-01T00:00:00.123Z", JAN_1 + 123),
+        ("2024-01-01T00:00:00.123456789Z", JAN_1 + 123),
+        ("2024-01-01T00:00:00.5Z", JAN_1 + 500),
+        ("2024-01-01T00:00:00+00:00", JAN_1),
+        ("2024-01-01T00:00:00.250+00:00", JAN_1 + 250),
+        ("2024-01-01T05:30:00+05:30", JAN_1),
+        ("2023-12-31T19:00:00-05:00", JAN_1),
+        (" 2024-01-01T00:00:00Z ", JAN_1),
+    ],
+)
+def test_parse_utc_accepts_the_documented_forms(text, instant):
+    assert parse_utc(text, "start_date") == instant
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["2024/01/01", "01-01-2024", "2024-13-01T00:00:00Z", "2024-02-30", "yesterday", "", "1704067200000", 17, None],
+)
+def test_parse_utc_names_the_field_and_the_forms(bad):
     with pytest.raises(ValueError) as error:
         parse_utc(bad, "end_date")
-    assert "end_date" in str(error.value)
-    assert "\n" not in str(error.value)
+    message = str(error.value)
+    assert message.startswith("end_date ")
+    assert "YYYY-MM-DD" in message and "YYYY-MM-DDTHH:MM:SSZ" in message
+    assert "\n" not in message
 
 
-def test_window_asks_one_millisecond_wider_and_keeps_only_its_own_calls():
+# ----------------------------------------------------------------------------------------- instants
+
+
+@pytest.mark.parametrize(
+    "value, instant",
+    [
+        (1764583200123, 1764583200123),  # TeleCMI's own form
+        ("1764583200123", 1764583200123),
+        (" 1764583200123 ", 1764583200123),
+        (1764583200123.0, 1764583200123),
+        ("1764583200123.0", 1764583200123),
+        (1764583200.123, 1764583200123),  # seconds
+        (1764583200, 1764583200000),
+        ("1764583200", 1764583200000),
+        ("2025-12-01T10:00:00.123Z", 1764583200123),
+        ("2025-12-01T10:00:00Z", 1764583200000),
+        ("2025-12-01T15:30:00.123+05:30", 1764583200123),
+        (0, 0),
+    ],
+)
+def test_instant_of_reads_every_form_of_time(value, instant):
+    assert instant_of(value) == instant
+
+
+@pytest.mark.parametrize(
+    "value", [None, True, False, "", "yesterday", "1.2.3", "12:00", [], {}, float("nan"), float("inf"), 1e20]
+)
+def test_instant_of_garbage_is_none(value):
+    assert instant_of(value) is None
+
+
+def test_iso_ms():
+    assert iso_ms(1764583200123) == "2025-12-01T10:00:00.123Z"
+    assert iso_ms(JAN_1) == "2024-01-01T00:00:00.000Z"
+    assert instant_of(iso_ms(1764583200007)) == 1764583200007
+
+
+# ------------------------------------------------------------------------------------------ windows
+
+
+def test_window_asks_one_millisecond_wider_and_holds_only_its_own_calls():
     window = Window(100, 200)
     assert (window.request_from, window.request_to) == (99, 201)
     assert window.holds(100) and window.holds(200)
     assert not window.holds(99) and not window.holds(201)
     assert not window.holds("150") and not window.holds(None)
     assert window.span == 101
+    assert window.as_slice() == {"start": 100, "end": 200}
 
 
 def test_check_window_is_the_last_day_or_the_whole_range():
     assert check_window(JAN_1, JAN_1 + 10 * DAY_MS) == Window(JAN_1 + 9 * DAY_MS + 1, JAN_1 + 10 * DAY_MS)
     assert check_window(JAN_1, JAN_1 + 5) == Window(JAN_1, JAN_1 + 5)
-
-
-def test_no_state_reads_everything():
-    assert ranges_to_read([], 10, 100, 0) == [(10, 100)]
-    # The marker a fresh cursor starts with claims nothing.
-    assert ranges_to_read([(9, 9, None)], 10, 100, 0) == [(10, 100)]
-
-
-def test_lookback_zero_rereads_nothing_already_read():
-    assert ranges_to_read([(9, 60, 50)], 10, 100, 0) == [(51, 100)]
-
-
-def test_lookback_counts_back_from_the_newest_call_read():
-    assert ranges_to_read([(9, 60, 50)], 10, 100, 20) == [(31, 100)]
-    # ...but never before the start date.
-    assert ranges_to_read([(9, 60, 50)], 10, 100, 1000) == [(10, 100)]
-
-
-def test_holes_left_by_a_crash_are_read_and_finished_windows_are_not():
-    done = [(9, 30, 25), (41, 60, 55), (71, 80, 79)]
-    assert ranges_to_read(done, 10, 100, 0) == [(31, 40), (61, 70), (80, 100)]
-
-
-def test_an_earlier_start_date_reads_the_new_past():
-    assert ranges_to_read([(49, 60, 58)], 10, 100, 0) == [(10, 48), (59, 100)]
-
-
-def test_an_end_date_before_the_state_reads_nothing_more():
-    assert ranges_to_read([(9, 60, 58)], 10, 40, 0) == []
-
-
-def test_converter_starts_with_a_marker_and_reads_a_legacy_state():
-    converter = MillisecondStateConverter()
-    start, state = converter.convert_from_sequential_state(_cursor_field(), {}, JAN_1)
-    assert start == JAN_1
-    assert state["slices"] == [{"start": JAN_1 - 1, "end": JAN_1 - 1}]
-    _, state = converter.convert_from_sequential_state(_cursor_field(), {"time": JAN_1 + 500}, JAN_1)
-    assert finished_ranges(state) == [(JAN_1 - 1, JAN_1 + 500, JAN_1 + 500)]
-    # A legacy cursor before the start date says nothing about the configured range.
-    _, state = converter.convert_from_sequential_state(_cursor_field(), {"time": JAN_1 - 500}, JAN_1)
-    assert finished_ranges(state) == [(JAN_1 - 1, JAN_1 - 1, None)]
-
-
-def test_a_legacy_sequential_state_resumes_after_its_cursor():
-    cursor = _cursor({"time": JAN_1 + 500})
-    assert ranges_to_read(cursor.finished(), JAN_1, JAN_1 + 1000, 0) == [(JAN_1 + 501, JAN_1 + 1000)]
 
 
 def test_planner_grows_quiet_windows_and_shrinks_busy_ones():
@@ -132,29 +156,167 @@ def test_estimate_extrapolates_the_density_seen_so_far():
     assert estimate_total(100, 10, 0) == 100
 
 
-class _Page:
-    def __init__(self, window, pages):
-        self.slice = window.as_slice()
-        self._pages = pages
-        self._closed = 0
+# ------------------------------------------------------------------------------------ what to read
 
-    def close_page(self):
-        self._closed += 1
-        return self._closed == self._pages
+
+def test_no_state_reads_everything():
+    assert ranges_to_read([], 10, 100, 0) == [(10, 100)]
+    # The marker a fresh cursor starts with claims nothing.
+    assert ranges_to_read([(9, 9, None)], 10, 100, 0) == [(10, 100)]
+
+
+def test_lookback_zero_rereads_nothing_already_read():
+    assert ranges_to_read([(9, 60, 50)], 10, 100, 0) == [(51, 100)]
+
+
+def test_lookback_counts_back_from_the_newest_call_read():
+    assert ranges_to_read([(9, 60, 50)], 10, 100, 20) == [(31, 100)]
+    # ...but never before the start date.
+    assert ranges_to_read([(9, 60, 50)], 10, 100, 1000) == [(10, 100)]
+
+
+def test_holes_left_by_a_crash_are_read_and_finished_windows_are_not():
+    done = [(9, 30, 25), (41, 60, 55), (71, 80, 79)]
+    assert ranges_to_read(done, 10, 100, 0) == [(31, 40), (61, 70), (80, 100)]
+
+
+def test_an_earlier_start_date_reads_the_new_past():
+    assert ranges_to_read([(49, 60, 58)], 10, 100, 0) == [(10, 48), (59, 100)]
+
+
+def test_an_end_date_before_the_state_reads_nothing_more():
+    assert ranges_to_read([(9, 60, 58)], 10, 40, 0) == []
+
+
+def test_a_last_window_without_calls_is_read_again():
+    # No call seen in it: nothing says how far TeleCMI had recorded calls when it was read.
+    assert ranges_to_read([(9, 60, 50), (61, 90, None)], 10, 100, 0) == [(61, 100)]
+
+
+# -------------------------------------------------------------------------------------------- state
+
+
+def test_no_state_is_no_state():
+    assert readable_state(STREAM, {}) == {}
+
+
+@pytest.mark.parametrize(
+    "legacy, instant",
+    [
+        (JAN_1 + 500, JAN_1 + 500),
+        (str(JAN_1 + 500), JAN_1 + 500),
+        (float(JAN_1 + 500), JAN_1 + 500),
+        ("2024-01-01T00:00:00.500Z", JAN_1 + 500),
+    ],
+)
+def test_a_legacy_cursor_is_read_in_every_form(legacy, instant):
+    assert readable_state(STREAM, {"time": legacy}) == {"time": instant}
+
+
+def test_a_date_range_state_with_iso_and_string_values_is_migrated():
+    state = {
+        "state_type": "date-range",
+        "slices": [
+            {"start": "2023-12-31T23:59:59.999Z", "end": str(JAN_1 + 900), "most_recent_cursor_value": JAN_1 + 800},
+            {"start": JAN_1 + 2000, "end": "2024-01-01T00:00:03Z"},
+        ],
+    }
+    assert readable_state(STREAM, state) == {
+        "state_type": "date-range",
+        "slices": [
+            {"start": JAN_1 - 1, "end": JAN_1 + 900, "most_recent_cursor_value": JAN_1 + 800},
+            {"start": JAN_1 + 2000, "end": JAN_1 + 3000},
+        ],
+    }
+
+
+def test_a_date_range_state_is_kept_as_it_is():
+    state = {
+        "state_type": "date-range",
+        "slices": [{"start": JAN_1 - 1, "end": JAN_1 + 9, "most_recent_cursor_value": JAN_1 + 5}],
+    }
+    assert readable_state(STREAM, state)["slices"] == state["slices"]
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"state_type": "date-range", "slices": [{"start": JAN_1}]},
+        {"slices": [{"end": JAN_1}]},
+        {"slices": ["2024-01-01"]},
+        {"slices": "2024-01-01"},
+        {"slices": [{"start": "soon", "end": JAN_1}]},
+        {"slices": [{"start": JAN_1, "end": [JAN_1]}]},
+        {"slices": [{"start": JAN_1 + 10, "end": JAN_1}]},
+        {"slices": [{"start": JAN_1, "end": JAN_1, "most_recent_cursor_value": "later"}]},
+        {"time": "yesterday"},
+        {"time": True},
+        {"time": None},
+        {"cursor": JAN_1},
+        {"time": JAN_1, "page": 3},
+    ],
+)
+def test_a_state_that_cannot_be_read_says_what_is_wrong_and_that_a_reset_fixes_it(state):
+    with pytest.raises(ValueError) as error:
+        readable_state(STREAM, state)
+    message = str(error.value)
+    assert STREAM in message
+    assert "Reset the stream" in message
+    assert "\n" not in message
+
+
+def test_converter_starts_with_a_marker_and_reads_a_legacy_state():
+    converter = MillisecondStateConverter()
+    start, state = converter.convert_from_sequential_state(CursorField("time"), {}, JAN_1)
+    assert start == JAN_1
+    assert state == {"state_type": "date-range", "slices": [{"start": JAN_1 - 1, "end": JAN_1 - 1}]}
+    _, state = converter.convert_from_sequential_state(CursorField("time"), {"time": JAN_1 + 500}, JAN_1)
+    assert finished_ranges(state) == [(JAN_1 - 1, JAN_1 + 500, JAN_1 + 500)]
+    # A legacy cursor before the start date says nothing about the configured range.
+    _, state = converter.convert_from_sequential_state(CursorField("time"), {"time": JAN_1 - 500}, JAN_1)
+    assert finished_ranges(state) == [(JAN_1 - 1, JAN_1 - 1, None)]
+
+
+def test_converter_round_trips_epoch_milliseconds():
+    converter = MillisecondStateConverter()
+    state = {
+        "state_type": "date-range",
+        "slices": [{"start": JAN_1, "end": JAN_1 + 9, "most_recent_cursor_value": JAN_1 + 7}],
+    }
+    assert converter.convert_to_state_message(CursorField("time"), converter.deserialize(state)) == state
+    assert converter.increment(JAN_1) == JAN_1 + 1
+
+
+def test_finished_ranges_merges_adjacent_windows():
+    state = {
+        "slices": [
+            {"start": 20, "end": 29, "most_recent_cursor_value": 25},
+            {"start": 9, "end": 19, "most_recent_cursor_value": 15},
+            {"start": 50, "end": 60},
+        ]
+    }
+    assert finished_ranges(state) == [(9, 29, 25), (50, 60, None)]
+
+
+# ------------------------------------------------------------------------------------------- cursor
+
+
+class _Partition:
+    """A page of a window, as the cursor sees it."""
+
+    def __init__(self, window):
+        self._slice = window.as_slice()
 
     def to_slice(self):
-        return self.slice
+        return self._slice
 
-
-def _cursor_field():
-    from airbyte_cdk.sources.streams.concurrent.cursor import CursorField
-
-    return CursorField("time")
+    def stream_name(self):
+        return STREAM
 
 
 def _cursor(state=None, repo=None):
     return WindowCursor(
-        "calls",
+        STREAM,
         state or {},
         repo or InMemoryMessageRepository(),
         ConnectorStateManager(),
@@ -163,31 +325,61 @@ def _cursor(state=None, repo=None):
     )
 
 
-def test_cursor_checkpoints_a_window_only_when_its_last_page_closes():
+def _states(repo):
+    return [m for m in repo.consume_queue() if m.type == Type.STATE]
+
+
+def test_a_window_of_three_pages_is_checkpointed_when_the_third_closes():
     repo = InMemoryMessageRepository()
     cursor = _cursor(repo=repo)
     window = Window(JAN_1, JAN_1 + DAY_MS - 1)
-    page = _Page(window, pages=3)
-    cursor.observe(Record(data={"time": JAN_1 + 5}, stream_name="calls", associated_slice=page.slice))
+    cursor.expect(window, 3)
+    page = _Partition(window)
+    cursor.observe(Record(data={"time": JAN_1 + 5}, stream_name=STREAM, associated_slice=page.to_slice()))
     cursor.close_partition(page)
     cursor.close_partition(page)
-    assert list(repo.consume_queue()) == []
+    assert _states(repo) == []
     assert ranges_to_read(cursor.finished(), JAN_1, JAN_1 + 10 * DAY_MS, 0)[0][0] == JAN_1
     cursor.close_partition(page)
-    states = list(repo.consume_queue())
-    assert len(states) == 1
+    assert len(_states(repo)) == 1
     assert cursor.finished() == [(JAN_1 - 1, JAN_1 + DAY_MS - 1, JAN_1 + 5)]
 
 
-def test_cursor_remembers_windows_finished_out_of_order():
+def test_a_window_nobody_announced_closes_with_its_one_partition():
+    repo = InMemoryMessageRepository()
+    cursor = _cursor(repo=repo)
+    window = Window(JAN_1, JAN_1 + 99)
+    cursor.close_partition(_Partition(window))
+    assert len(_states(repo)) == 1
+    assert cursor.finished() == [(JAN_1 - 1, JAN_1 + 99, None)]
+
+
+def test_windows_finished_out_of_order_are_all_remembered():
     cursor = _cursor()
     later = Window(JAN_1 + DAY_MS, JAN_1 + 2 * DAY_MS - 1)
-    cursor.observe(Record(data={"time": later.first + 7}, stream_name="calls", associated_slice=later.as_slice()))
-    cursor.close_partition(_Page(later, pages=1))
+    cursor.expect(later, 1)
+    cursor.observe(Record(data={"time": later.first + 7}, stream_name=STREAM, associated_slice=later.as_slice()))
+    cursor.close_partition(_Partition(later))
     assert ranges_to_read(cursor.finished(), JAN_1, JAN_1 + 3 * DAY_MS, 0) == [
         (JAN_1, JAN_1 + DAY_MS - 1),
         (later.first + 8, JAN_1 + 3 * DAY_MS),
     ]
     # The state survives a round trip through the platform.
-    resumed = _cursor(cursor.state)
-    assert resumed.finished() == cursor.finished()
+    assert _cursor(cursor.state).finished() == cursor.finished()
+
+
+def test_a_legacy_state_resumes_after_its_cursor():
+    cursor = _cursor({"time": JAN_1 + 500})
+    assert ranges_to_read(cursor.finished(), JAN_1, JAN_1 + 1000, 0) == [(JAN_1 + 501, JAN_1 + 1000)]
+
+
+def test_a_migrated_state_resumes_where_it_says():
+    state = readable_state(
+        STREAM,
+        {
+            "slices": [
+                {"start": "2023-12-31T23:59:59.999Z", "end": JAN_1 + 900, "most_recent_cursor_value": "1704067200800"}
+            ]
+        },
+    )
+    assert ranges_to_read(_cursor(state).finished(), JAN_1, JAN_1 + 1000, 0) == [(JAN_1 + 801, JAN_1 + 1000)]

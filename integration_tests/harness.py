@@ -1,0 +1,356 @@
+"""One harness to run source-telecmi against the TeleCMI simulator.
+
+Used by the integration and standard tests, the docs test, `make demo`, `make bench`, the image
+test and the PyAirbyte test: it runs the connector (the `source-telecmi` command next to this
+interpreter, or an image through a runner prefix), parses what it prints into a `Run`, writes
+config, catalog and state files, builds configs for each kind of credentials and region, and
+starts a simulator that accepts all of them.
+
+    python -m integration_tests.harness image --workdir DIR -- RUNNER... ENTRYPOINT
+
+runs spec, check, discover and an incremental read through `RUNNER... ENTRYPOINT VERB ARGS`, a
+command that sees DIR at /data (scripts/image_test.sh passes a `buildah run` or `docker run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from integration_tests.telecmi_simulator import (
+    ANSWERED,
+    DEFAULT_USER_ID,
+    MISSED,
+    OUT_ANSWERED,
+    OUT_MISSED,
+    Simulator,
+    generate_agents,
+    generate_calls,
+)
+
+COMMAND = str(Path(sys.executable).parent / "source-telecmi")
+TOKEN = "integration-token-5f2c9a"
+PASSWORD = "integration-password-77d1"
+APP_ID = 1111112
+APP_SECRET = "integration-app-secret-3e9f01"
+SECRETS = (TOKEN, PASSWORD, APP_SECRET)
+START, END = "2025-12-01T00:00:00Z", "2026-01-01T00:00:00Z"
+START_MS, END_MS = 1764547200000, 1767225600000
+DAY_MS = 86_400_000
+STREAM = "outgoing_missed_calls"
+USERS = "users"
+# Each call stream and the path that serves it, per kind of credentials (users is not a call stream).
+ENDPOINTS = {
+    "outgoing_missed_calls": OUT_MISSED,
+    "incoming_missed_calls": MISSED,
+    "incoming_answered_calls": ANSWERED,
+    "outgoing_answered_calls": OUT_ANSWERED,
+}
+ACCOUNT_ENDPOINTS = {
+    "outgoing_missed_calls": "/v2/out_missed",
+    "incoming_missed_calls": "/v2/missed",
+    "incoming_answered_calls": "/v2/answered",
+    "outgoing_answered_calls": "/v2/out_answered",
+}
+INDIA_ENDPOINTS = {
+    "outgoing_missed_calls": "/v1/outmissed",
+    "incoming_missed_calls": "/v1/missed",
+    "incoming_answered_calls": "/v1/answered",
+    "outgoing_answered_calls": "/v1/outanswered",
+}
+ALL_ENDPOINTS = (*ENDPOINTS.values(), *ACCOUNT_ENDPOINTS.values(), *INDIA_ENDPOINTS.values())
+# Waits between retries are scaled down; request timeouts too, so a stalled API is seen quickly.
+FAST_ENV = {"SOURCE_TELECMI_BACKOFF_SCALE": "0.001", "SOURCE_TELECMI_REQUEST_TIMEOUT": "2"}
+
+
+def token_credentials() -> dict[str, Any]:
+    return {"auth_type": "token", "token": TOKEN}
+
+
+def login_credentials() -> dict[str, Any]:
+    return {"auth_type": "login", "user_id": DEFAULT_USER_ID, "password": PASSWORD}
+
+
+def app_credentials() -> dict[str, Any]:
+    return {"auth_type": "app", "app_id": APP_ID, "app_secret": APP_SECRET}
+
+
+# The kinds of config: credentials and region. "india" is app credentials on TeleCMI's Indian platform.
+KINDS = {
+    "token": lambda: {"credentials": token_credentials()},
+    "login": lambda: {"credentials": login_credentials()},
+    "app": lambda: {"credentials": app_credentials()},
+    "india": lambda: {"credentials": app_credentials(), "region": "india"},
+}
+
+
+def endpoints(kind: str) -> dict[str, str]:
+    """The call streams and the paths that serve them for a kind of config."""
+    return {"app": ACCOUNT_ENDPOINTS, "india": INDIA_ENDPOINTS}.get(kind, ENDPOINTS)
+
+
+def config(api_url: str, kind: str = "token", **overrides: Any) -> dict[str, Any]:
+    """The config the tests, demo and bench use: all of December 2025, no lookback, 4 workers."""
+    return {
+        **KINDS[kind](),
+        "start_date": START,
+        "end_date": END,
+        "api_url": api_url,
+        "lookback_window_days": 0,
+        "num_workers": 4,
+        **overrides,
+    }
+
+
+def config_for(sim: Simulator, kind: str = "token", **overrides: Any) -> dict[str, Any]:
+    """The config of `kind` for a running simulator; `overrides` may change any field, api_url too."""
+    return {**config(sim.base_url, kind), **overrides}
+
+
+def call_id(record: dict[str, Any]) -> str:
+    """A call's key: `cmiuid`, which the connector copies from `_id` on the Indian platform."""
+    return record.get("cmiuid") or record["_id"]
+
+
+def calls_for(paths: Any = ALL_ENDPOINTS, n: int = 600, seed: int = 7, **kwargs: Any) -> dict[str, list[dict]]:
+    """`n` calls in December 2025 for each path, each path with its own seed."""
+    start, end = kwargs.pop("start_ms", START_MS), kwargs.pop("end_ms", END_MS - 1)
+    return {path: generate_calls(n, start, end, seed=seed + i, endpoint=path, **kwargs) for i, path in enumerate(paths)}
+
+
+def simulator(calls: dict[str, list[dict]] | None = None, **options: Any) -> Simulator:
+    """A simulator (not started) accepting every credential above, with a dozen agents."""
+    return Simulator(
+        calls=calls,
+        tokens=[TOKEN],
+        users={DEFAULT_USER_ID: PASSWORD},
+        apps={APP_ID: APP_SECRET},
+        agents=generate_agents(12, app_id=APP_ID),
+        **options,
+    )
+
+
+def stream_entry(name: str) -> dict[str, Any]:
+    """A stream as discover lists it, enough for a configured catalog."""
+    if name == USERS:
+        return {"name": name, "json_schema": {}, "supported_sync_modes": ["full_refresh"]}
+    return {
+        "name": name,
+        "json_schema": {},
+        "supported_sync_modes": ["full_refresh", "incremental"],
+        "source_defined_cursor": True,
+        "default_cursor_field": ["time"],
+    }
+
+
+def configured(streams: list[dict[str, Any]], sync_mode: str = "incremental") -> dict[str, Any]:
+    """A configured catalog of discovered streams: `sync_mode` where a stream supports it."""
+    entries = []
+    for stream in streams:
+        mode = sync_mode if sync_mode in stream["supported_sync_modes"] else "full_refresh"
+        entry = {"stream": stream, "sync_mode": mode, "destination_sync_mode": "append"}
+        if mode == "incremental":
+            entry["cursor_field"] = stream.get("default_cursor_field") or ["time"]
+        if stream.get("source_defined_primary_key"):
+            entry["primary_key"] = stream["source_defined_primary_key"]
+        entries.append(entry)
+    return {"streams": entries}
+
+
+def catalog(sync_mode: str = "incremental", stream: str = STREAM, *more: str) -> dict[str, Any]:
+    """A configured catalog of one or more streams, all in the same sync mode where supported."""
+    return configured([stream_entry(name) for name in (stream, *more)], sync_mode)
+
+
+@dataclass
+class Run:
+    """The messages and exit code of one connector run."""
+
+    returncode: int
+    messages: list[dict[str, Any]]
+    stdout: str
+    stderr: str
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m.get("type") == kind]
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [m["record"]["data"] for m in self.of("RECORD")]
+
+    def records_of(self, stream: str) -> list[dict[str, Any]]:
+        return [m["record"]["data"] for m in self.of("RECORD") if m["record"]["stream"] == stream]
+
+    @property
+    def states(self) -> list[dict[str, Any]]:
+        return [m["state"] for m in self.of("STATE")]
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return [t["error"] for t in self.traces("ERROR")]
+
+    def traces(self, kind: str) -> list[dict[str, Any]]:
+        return [m["trace"] for m in self.of("TRACE") if m["trace"].get("type") == kind]
+
+    @property
+    def connection_status(self) -> dict[str, Any]:
+        (status,) = [m["connectionStatus"] for m in self.of("CONNECTION_STATUS")]
+        return status
+
+    @property
+    def streams(self) -> list[dict[str, Any]]:
+        """The streams of the one CATALOG message (discover)."""
+        (message,) = self.of("CATALOG")
+        return message["catalog"]["streams"]
+
+    def logs(self, *levels: str) -> list[str]:
+        return [m["log"]["message"] for m in self.of("LOG") if not levels or m["log"]["level"] in levels]
+
+    def ok(self) -> Run:
+        """This run, after checking it exited 0 without an error trace."""
+        assert self.returncode == 0 and not self.errors, f"exit {self.returncode}: {self.errors or self.stderr[-2000:]}"
+        return self
+
+
+def parse(stdout: str) -> list[dict[str, Any]]:
+    """Every stdout line must be a protocol message."""
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def state_messages(run: Run) -> list[dict[str, Any]]:
+    """The last state of a run, as the platform would hand it to the next run."""
+    return [run.states[-1]] if run.states else []
+
+
+def last_states(run: Run) -> list[dict[str, Any]]:
+    """The last state of each stream, as a state file for the next run."""
+    return list({json.dumps(s["stream"]["stream_descriptor"]): s for s in run.states}.values())
+
+
+@dataclass
+class Connector:
+    """Writes config, catalog and state files into `workdir` and runs the connector on them.
+
+    `prefix` is the command (default: the `source-telecmi` next to this interpreter); an image
+    runner that mounts `workdir` elsewhere gives that place as `files_at`. `fast` shortens the
+    connector's waits (FAST_ENV).
+    """
+
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    prefix: list[str] = field(default_factory=lambda: [COMMAND])
+    files_at: str | None = None
+    fast: bool = True
+
+    def write(self, name: str, content: Any) -> str:
+        path = Path(self.workdir) / name
+        path.write_text(json.dumps(content, indent=1))
+        return f"{self.files_at}/{name}" if self.files_at else str(path)
+
+    def args(self, verb: str, config: dict, catalog: dict | None, state: list | None) -> list[str]:
+        args = [*self.prefix, verb]
+        if verb != "spec":
+            args += ["--config", self.write("config.json", config)]
+        if catalog is not None:
+            args += ["--catalog", self.write("catalog.json", catalog)]
+        if state is not None:
+            args += ["--state", self.write("state.json", state)]
+        return args
+
+    def run(
+        self,
+        verb: str,
+        config: dict | None = None,
+        catalog: dict | None = None,
+        state: list | None = None,
+        debug: bool = False,
+        timeout: float = 120,
+    ) -> Run:
+        args = self.args(verb, config or {}, catalog, state) + (["--debug"] if debug else [])
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=self.environment())
+        return Run(done.returncode, parse(done.stdout), done.stdout, done.stderr)
+
+    def start(self, verb: str, config: dict, catalog: dict, state: list | None = None) -> subprocess.Popen:
+        """Start a run whose output the caller reads as it comes (to kill it mid-way)."""
+        return subprocess.Popen(
+            self.args(verb, config, catalog, state),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=self.environment(),
+        )
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **(FAST_ENV if self.fast else {}), **self.env}
+
+
+def prove(connector: Connector, kind: str, calls: dict[str, list[dict]], sim: Simulator) -> list[str]:
+    """spec, check, discover and an incremental read of every stream, each call exactly once.
+
+    Returns a line per step; raises AssertionError with the reason when a step is wrong,
+    including when any secret of the harness appears in any output.
+    """
+    started, lines, runs = time.monotonic(), [], []
+
+    def step(verb: str, **kwargs: Any) -> Run:
+        run = connector.run(verb, timeout=300, **kwargs)
+        runs.append(run)
+        return run.ok()
+
+    spec = step("spec").of("SPEC")[0]["spec"]["connectionSpecification"]
+    lines.append(f"spec: {len(spec['properties'])} settings")
+    cfg = config_for(sim, kind)
+    status = step("check", config=cfg).connection_status
+    assert status["status"] == "SUCCEEDED", status
+    lines.append("check: SUCCEEDED")
+    streams = step("discover", config=cfg).streams
+    names = sorted(s["name"] for s in streams)
+    assert set(endpoints(kind)) <= set(names), names
+    lines.append(f"discover: {', '.join(names)}")
+    read = step("read", config=cfg, catalog=configured(streams))
+    for stream, path in endpoints(kind).items():
+        got = sorted(call_id(r) for r in read.records_of(stream))
+        assert got == sorted(call_id(c) for c in calls.get(path, [])), f"{stream}: not every call exactly once"
+    if USERS in names:
+        users = read.records_of(USERS)
+        assert users and not any("password" in u for u in users), "users missing, or with a password"
+    assert read.states, "no STATE message"
+    lines.append(f"read: {len(read.records)} records exactly once, {len(read.states)} states, incremental")
+    leaks = [s for s in SECRETS for r in runs if s in r.stdout or s in r.stderr]
+    assert not leaks, "a secret appears in the output"
+    lines.append(f"secrets: none in any output ({time.monotonic() - started:.1f} s)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m integration_tests.harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    image = sub.add_parser("image", help="prove an image: spec, check, discover, read, no secret printed")
+    image.add_argument("--workdir", required=True, help="a folder the runner mounts at /data")
+    image.add_argument("--kinds", default="token,app", help="configs to prove, of " + ",".join(KINDS))
+    image.add_argument("runner", nargs=argparse.REMAINDER, help="-- RUNNER... ENTRYPOINT")
+    args = parser.parse_args(argv)
+    runner = args.runner[1:] if args.runner[:1] == ["--"] else args.runner
+    workdir = Path(args.workdir)
+    workdir.chmod(0o755)  # the image's non-root user reads the files written here
+    calls = calls_for(n=50, seed=20251201)
+    with simulator(calls) as sim:
+        for kind in args.kinds.split(","):
+            try:
+                lines = prove(Connector(workdir, prefix=runner, files_at="/data"), kind, calls, sim)
+            except AssertionError as error:
+                print(f"{kind}: FAILED: {error}", file=sys.stderr)
+                return 1
+            print("\n".join(f"{kind:>6} {line}" for line in lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
