@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -91,13 +93,17 @@ def test_check_fails_for_an_unreachable_api(connector, sim):
 
 def test_check_fails_for_a_proxy_page_instead_of_telecmi(connector, sim):
     run = connector.run("check", config_for(sim, api_url=sim.base_url + "/some/proxy/prefix"))
-    assert_failed(run, "not found at api_url")
+    assert_failed(run, "no endpoint /some/proxy/prefix")
 
 
 @pytest.mark.parametrize(
     "overrides, reason",
     [
-        ({"start_date": "2025-12-01"}, "'2025-12-01' does not match"),
+        ({"start_date": "12/01/2025"}, "start_date '12/01/2025' is not a date in the form YYYY-MM-DD"),
+        ({"end_date": "2026-01-01T25:00:00Z"}, "end_date"),
+        ({"num_workers": 33}, "num_workers must be from 1 to 32"),
+        ({"region": "mars"}, "region"),
+        ({"credentials": {"auth_type": "app", "app_id": "abc", "app_secret": "x"}}, "credentials.app_id"),
         ({"start_date": "2025-02-30T00:00:00Z"}, "start_date"),
         ({"end_date": "2025-11-01T00:00:00Z"}, "before start_date"),
         ({"api_url": "http://rest.telecmi.com"}, "https"),
@@ -156,21 +162,91 @@ def test_no_secret_is_printed_even_in_debug_logs(connector, sim, calls):
 def test_spec_and_discover(connector, sim):
     spec = connector.run("spec").of("SPEC")[0]["spec"]["connectionSpecification"]
     assert spec["required"] == ["credentials", "start_date"]
-    secrets = {
-        name
-        for option in spec["properties"]["credentials"]["oneOf"]
-        for name, prop in option["properties"].items()
-        if prop.get("airbyte_secret")
+    options = spec["properties"]["credentials"]["oneOf"]
+    assert options[0]["properties"]["auth_type"]["const"] == "app", "the form shows the team's credentials first"
+    secrets = {name for option in options for name, prop in option["properties"].items() if prop.get("airbyte_secret")}
+    assert secrets == {"token", "password", "app_secret"}
+    bounds = {
+        name: (spec["properties"][name]["minimum"], spec["properties"][name]["maximum"])
+        for name in ("num_workers", "lookback_window_days")
     }
-    assert secrets == {"token", "password"}
+    assert bounds == {"num_workers": (1, 32), "lookback_window_days": (0, 3650)}
+    assert "pattern" not in spec["properties"]["start_date"]
     streams = connector.run("discover", config_for(sim)).of("CATALOG")[0]["catalog"]["streams"]
-    assert [s["name"] for s in streams] == list(ENDPOINTS)
+    assert {s["name"] for s in streams} == set(ENDPOINTS)
     for stream in streams:
         assert stream["source_defined_primary_key"] == [["cmiuid"]]
         assert stream["default_cursor_field"] == ["time"]
         assert set(stream["supported_sync_modes"]) == {"full_refresh", "incremental"}
         assert "$ref" not in json.dumps(stream["json_schema"])
-    assert STREAM in ENDPOINTS
+
+
+@pytest.mark.parametrize(
+    "date", ["2025-12-01", "2025-12-01T00:00:00Z", "2025-12-01T00:00:00.000Z", "2025-12-01T00:00:00+00:00"]
+)
+def test_start_date_in_every_documented_form_passes_check(connector, sim, date):
+    assert connector.run("check", config_for(sim, start_date=date)).connection_status["status"] == "SUCCEEDED"
+
+
+def test_a_value_out_of_the_spec_bounds_names_its_field(connector, sim):
+    assert_failed(connector.run("check", config_for(sim, lookback_window_days=4000)), "lookback_window_days")
+
+
+def test_a_wrong_password_is_tried_once_per_sync_not_once_per_stream(connector, sim):
+    credentials = {**login_credentials(), "password": "wrong-password"}
+    run = connector.run("read", config_for(sim, credentials=credentials), catalog("incremental", *ENDPOINTS))
+    assert run.returncode != 0 and run.errors[0]["failure_type"] == "config_error"
+    assert "Invalid user id or password" in run.errors[0]["message"]
+    assert sim.stats.by_path == {"/v2/user/login": 1}
+
+
+@pytest.mark.parametrize(
+    "api_url, cause", [("http://127.0.0.1:9", "Connection refused"), ("https://telecmi.invalid", "telecmi.invalid")]
+)
+def test_an_unreachable_api_ends_the_read_soon_naming_the_cause(connector, sim, api_url, cause):
+    connector.env["SOURCE_TELECMI_BACKOFF_SCALE"] = "0.1"  # 60 s of patience become 6 s
+    started = time.monotonic()
+    run = connector.run("read", config_for(sim, api_url=api_url), catalog("incremental", *ENDPOINTS), timeout=120)
+    took = time.monotonic() - started
+    assert run.returncode != 0
+    assert cause in run.errors[0]["message"] and "Cannot reach TeleCMI" in run.errors[0]["message"]
+    assert took < 40, f"{took:.0f} s"
+
+
+def test_codes_sent_as_strings_mean_what_the_numbers_mean(connector, sim):
+    sim.inject("string_code", times=-1)
+    assert_failed(
+        connector.run("check", config_for(sim, credentials={"auth_type": "token", "token": "nope"})),
+        "invalid or expired",
+    )
+    assert connector.run("check", config_for(sim)).connection_status["status"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    "stream_state, problem",
+    [
+        ({"state_type": "date-range", "slices": [{"start": 0}]}, "slice 1 has no start or no end"),
+        ({"state_type": "date-range", "slices": [{"start": 0, "end": "soon"}]}, "slice 1 end is 'soon'"),
+        ({"time": [1]}, "time is [1]"),
+        ({"cursor": 5}, "not 'time' or 'slices'"),
+    ],
+)
+def test_an_unreadable_state_is_a_config_error_saying_reset_fixes_it(connector, sim, stream_state, problem):
+    state = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": STREAM}, "stream_state": stream_state}}]
+    run = connector.run("read", config_for(sim), catalog(), state)
+    assert run.returncode != 0
+    (error, *_) = run.errors
+    assert error["failure_type"] == "config_error"
+    assert STREAM in error["message"] and problem in error["message"] and "Reset the stream" in error["message"]
+
+
+def test_a_state_with_iso_instants_is_migrated(connector, sim, calls):
+    cursor = sorted(c["time"] for c in calls)[300]
+    iso = datetime.fromtimestamp(cursor / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    state = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": STREAM}, "stream_state": {"time": iso}}}]
+    run = connector.run("read", config_for(sim), catalog(), state)
+    assert run.returncode == 0, run.errors
+    assert sorted(r["cmiuid"] for r in run.records) == sorted(c["cmiuid"] for c in calls if c["time"] > cursor)
 
 
 def test_check_tries_the_next_stream_when_telecmi_refuses_one(connector, sim):

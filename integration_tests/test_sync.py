@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import time
 from collections import Counter
+from datetime import datetime
 
 import pytest
 
@@ -49,16 +50,19 @@ def test_full_refresh_returns_every_call_exactly_once(connector, sim, stream, ca
     assert sim.stats.max_in_flight <= workers
 
 
-def test_records_are_telecmis_records_unchanged_but_for_phone_numbers(connector, sim, stream, calls):
+def test_records_are_telecmis_records_with_warehouse_fields_added(connector, sim, stream, calls):
     run = connector.run("read", config_for(sim), catalog("full_refresh", stream))
     by_id = {c["cmiuid"]: c for c in calls}
     assert len(run.records) == len(calls)
+    direction, status = stream.split("_")[:2]
     for record in run.records:
         original = dict(by_id[record["cmiuid"]])
         for phone in ("from", "to"):
             if phone in original:
                 original[phone] = str(original[phone])
-        assert record == original
+        started = datetime.fromisoformat(record["started_at"].replace("Z", "+00:00"))
+        assert int(started.timestamp() * 1000) == original["time"]
+        assert record == {**original, "direction": direction, "status": status, "started_at": record["started_at"]}
 
 
 def test_two_incremental_syncs_lose_nothing_and_repeat_nothing(connector, sim, stream, endpoint, calls):

@@ -31,6 +31,12 @@ class Pacer:
     """
 
     _POLL_S = 0.5  # a waiting thread re-checks at least this often, so a missed wake-up cannot hang it
+    # On a 429 the level is multiplied by this: gentler than halving, since the level counts whole
+    # requests in flight and 3 -> 1.5 would run at one request where two fit.
+    DECREASE = 0.7
+    # Near the level of the last 429, the level grows this many times slower: probing the limit
+    # again costs a refused request, so it is done rarely once the limit is known.
+    SLOW_NEAR_LIMIT = 8
 
     def __init__(
         self,
@@ -69,6 +75,7 @@ class Pacer:
         self._unlogged = 0
         self._counts = {"answered": 0, "rate_limited": 0, "decreases": 0}
         self._lowest = float(ceiling)
+        self._limit_seen: Optional[float] = None  # the level at the last decrease
 
     @property
     def level(self) -> float:
@@ -125,7 +132,10 @@ class Pacer:
             self._next_pause_s = self._first_pause_s
             if self._level < self._ceiling:
                 before = self._level
-                self._level = min(float(self._ceiling), self._level + 1.0 / self._level)
+                step = 1.0 / self._level
+                if self._limit_seen is not None and self._level + 1.0 >= self._limit_seen:
+                    step /= self.SLOW_NEAR_LIMIT
+                self._level = min(float(self._ceiling), self._level + step)
                 self._log_change(before, "answers flowing")
                 self._cond.notify_all()
 
@@ -148,7 +158,8 @@ class Pacer:
             self._resume_at = max(self._resume_at, now + pause)
             if new_round:
                 before = self._level
-                self._level = max(1.0, self._level * 0.5)
+                self._limit_seen = self._level
+                self._level = max(1.0, self._level * self.DECREASE)
                 self._round_start = self._sent
                 self._counts["decreases"] += 1
                 self._lowest = min(self._lowest, self._level)

@@ -363,8 +363,6 @@ def test_the_command_prints_the_records_as_they_are_whatever_the_secrets(http_mo
     catalog_file = tmp_path / "catalog.json"
     users = catalog("users", sync_mode=SyncMode.full_refresh)
     catalog_file.write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(users)))
-    messages = run_command(
-        monkeypatch, tmp_path, capsys, "read", "--config", str(config_file), "--catalog", str(catalog_file)
-    )
+    messages = run_command(monkeypatch, capsys, "read", "--config", str(config_file), "--catalog", str(catalog_file))
     records = [m["record"]["data"] for m in messages if m["type"] == "RECORD"]
     assert records == [{"agent_id": "101_1111112", "name": "Ann", "extension": 101}]

@@ -464,6 +464,26 @@ def test_india_sends_the_app_secret_as_token_and_counts_in_total(http_mocker):
     assert (page.count, page.records) == (3, [CALL])
 
 
+def test_india_lists_its_users_with_a_string_success_code(http_mocker):
+    india = "https://piopiy.telecmi.com"
+    agents = [{"agent_id": "101_1111112", "name": "Ann"}]
+    http_mocker.post(
+        HttpRequest(
+            url=india + "/v1/agent/list", body={"appid": 1111112, "secret": "app-s3cret", "page": 1, "limit": 10}
+        ),
+        HttpResponse(body=json.dumps({"code": "cmi-2000", "status": "success", "count": 1, "agents": agents})),
+    )
+    telecmi = TelecmiApi(india, "india", Credentials(kind="app", app_id=1111112, app_secret="app-s3cret"), 2, LOGGER)
+    (users,) = telecmi.user_lists()
+    assert users.largest_page == 10
+    page = users.page(1, 10)
+    assert (page.count, page.records) == (1, agents)
+
+
+def test_user_credentials_have_no_user_list():
+    assert api().user_lists() == []
+
+
 @pytest.mark.parametrize("form", ["http", "body"])
 def test_a_429_is_waited_out_without_spending_a_retry(http_mocker, form):
     limited = (
