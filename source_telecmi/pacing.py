@@ -1,7 +1,7 @@
 """Adaptive concurrency for TeleCMI requests, in the spirit of TCP congestion control (AIMD).
 
 TeleCMI documents no rate limit, so the connector has to find it. A shared level L bounds the requests in
-flight across all worker threads. It starts at the ceiling (`num_workers`), halves on a 429 (once per round,
+flight across all worker threads. It starts at the ceiling (`num_workers`), drops to 0.7 of itself on a 429 (once per round,
 since the other requests already in flight were sent at the old level and tell nothing new), and grows by
 1/L per answered request, so about +1 per round of L answers. A 429 also pauses every worker: the first
 pause is short and doubles while 429s continue, and Retry-After wins when TeleCMI sends one.
@@ -140,7 +140,7 @@ class Pacer:
                 self._cond.notify_all()
 
     def rate_limited(self, retry_after_s: Optional[float]) -> float:
-        """A 429 was read: halve L once per round and pause every worker. Returns the pause left, in seconds."""
+        """A 429 was read: lower L once per round and pause every worker. Returns the pause left, in seconds."""
         with self._cond:
             now = self._clock()
             self._counts["rate_limited"] += 1

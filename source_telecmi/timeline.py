@@ -162,6 +162,11 @@ class WindowPlanner:
         self.target_calls = target_calls
         self.most_calls = most_calls
         self._span = FIRST_WINDOW_MS
+        self._density: Optional[float] = None  # calls per ms of the last window
+
+    def expected(self, window: Window) -> Optional[float]:
+        """The calls `window` should hold at the density seen so far; None before any window."""
+        return None if self._density is None else self._density * window.span
 
     def next_window(self, first: int, last: int) -> Window:
         """The next window to probe, starting at `first` and never past `last`."""
@@ -173,6 +178,7 @@ class WindowPlanner:
 
     def learn(self, window: Window, calls: int) -> None:
         """Size the next window from what this one held."""
+        self._density = calls / window.span
         wanted = window.span * self.target_calls // max(calls, 1)
         low, high = window.span // RESIZE_FACTOR, window.span * RESIZE_FACTOR
         self._span = max(1, min(LONGEST_WINDOW_MS, max(low, min(high, wanted))))

@@ -123,6 +123,7 @@ class RangeRead:
     count: int
     anomaly: Optional[str]
     times: dict[bytes, int]  # when each call found was made
+    again: set[int]  # when calls were made that one page served again after another: their order moves
 
 
 @dataclass
@@ -169,18 +170,19 @@ class StreamReader:
         self.page_size.learn(asked, page, number)
         return page, asked
 
-    def probe(self, window: Window, most_calls: int) -> Probe:
-        """Page 1 of a window, and its last page: a count no page reaches is found out before it is paged.
+    def probe(self, window: Window, most_calls: int, expected: Optional[float] = None) -> Probe:
+        """Page 1 of a window and, when its count is far above what the windows before it held, its last page.
 
-        If the last page the count asks for is empty, the last page with calls is searched for (a
-        count inflated by a thousand then costs ten requests, not a hundred); otherwise the last
-        page is read here once, not again.
+        A count no page reaches is found out before it is paged: if the last page the count asks
+        for is empty, the last page with calls is searched for (a count inflated by a thousand then
+        costs ten requests, not a hundred); otherwise the last page is read here once, not again.
         """
         first, asked = self.page(window, 1)
         size = page_size_of(first, asked, self.page_size.size)
         pages = max(1, math.ceil(calls_in(first, size) / size))
         probe = Probe(first, size, pages, {1: first})
-        if pages == 1 or first.count > most_calls:
+        usual = expected is not None and first.count <= 1.5 * expected + size
+        if pages == 1 or first.count > most_calls or usual:
             return probe
         low, high = 1, pages  # page `low` has calls; is `high` the last one?
         last, _ = self.page(window, high, size)
@@ -233,6 +235,7 @@ class WindowRead:
         self._anomaly: Optional[str] = None
         self._lengths: dict[int, int] = {}
         self._times: dict[bytes, int] = {}
+        self._again: set[int] = set()
         self._lock = threading.Lock()
         self._finished = 0
 
@@ -248,6 +251,7 @@ class WindowRead:
             keys = [fingerprint(r) for r in page.records]
             if page.records and all(k in self._found for k in keys):
                 self._anomaly = self._anomaly or f"page {number} repeats calls of other pages"
+            self._again.update(t for k, t in instants(self.reader, page.records, keys).items() if k in self._found)
             self._found.update(keys)
             self._times.update(instants(self.reader, page.records, keys))
             return self._emit(page.records, keys)
@@ -283,7 +287,7 @@ class WindowRead:
             f" ({self._anomaly})" if self._anomaly else "",
         )
         budget = [max(LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE * self.pages)]
-        first = RangeRead(set(self._found), count, self._anomaly or self._gap(), self._times)
+        first = RangeRead(set(self._found), count, self._anomaly or self._gap(), self._times, self._again)
         shortfall = yield from self._settle(self.window, first, budget)
         if shortfall:
             self.reader.logger.warning(
@@ -317,7 +321,10 @@ class WindowRead:
         if piece.span <= BUSY_PIECE_SPAN:
             return (yield from self._settle_millisecond(piece, found, budget))
         times = {**known.times, **read.times}
-        tied = len(set(times.values())) < len(times)
+        # A millisecond is tied if two calls were found at it, or one call was served twice (it
+        # changed places with a call that was not served at all).
+        again = known.again | read.again
+        tied = len(set(times.values())) < len(times) or bool(again)
         if read.found == known.found and read.count == known.count and not (read.anomaly or known.anomaly or tied):
             return read.count - len(found)  # two complete reads agree: the count is what is wrong
         # Calls that share a millisecond may swap places between reads and hide a call from both: such
@@ -325,7 +332,7 @@ class WindowRead:
         size = self.reader.page_size.size
         busy_at = 2 if tied and read.found == known.found else None
         shortfall = 0
-        for part in split(piece, list(times.values()), read.count, size, busy_at):
+        for part in split(piece, [*times.values(), *again, *again], read.count, size, busy_at):
             shortfall += yield from self._settle(part, None, budget)
         return shortfall
 
@@ -352,6 +359,7 @@ class WindowRead:
         found: set[bytes] = set()
         counts: list[int] = []
         times: dict[bytes, int] = {}
+        again: set[int] = set()
         lengths: list[int] = []
         anomaly = None
         number = 1
@@ -371,6 +379,7 @@ class WindowRead:
             if page.records and all(k in found for k in keys):
                 anomaly = f"page {number} repeats calls of other pages"
                 break  # the pages after it cannot be trusted either: smaller pieces will do
+            again.update(t for k, t in instants(self.reader, page.records, keys).items() if k in found)
             found.update(keys)
             lengths.append(len(page.records))
             times.update(instants(self.reader, page.records, keys))
@@ -388,7 +397,7 @@ class WindowRead:
         short = [n for n, length in enumerate(lengths) if length < size]
         if short and any(lengths[short[0] + 1 :]):
             anomaly = anomaly or f"page {short[0] + 1} is shorter than {size} calls and a later page has calls"
-        return RangeRead(found, max(counts), anomaly, times)
+        return RangeRead(found, max(counts), anomaly, times, again)
 
 
 def instants(reader: StreamReader, records: list[dict[str, Any]], keys: list[bytes]) -> dict[bytes, int]:
@@ -542,7 +551,7 @@ class WindowPartitions(PartitionGenerator):
 
     def _probe(self, window: Window) -> Probe:
         self._backlog.wait_for_room()
-        return self._reader.probe(window, self._planner.most_calls)
+        return self._reader.probe(window, self._planner.most_calls, self._planner.expected(window))
 
     def generate(self) -> Iterable[Partition]:
         ranges = self._ranges()

@@ -343,12 +343,6 @@ def test_calls_sharing_a_millisecond_in_random_order_are_each_read_once(log):
     assert busy, "the busy millisecond is read again on its own"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: WindowRead._settle takes two reads of a piece that agree for 'TeleCMI's count is wrong' even "
-    "when calls in them share a millisecond, whose order TeleCMI does not keep: two calls tied across a page "
-    "boundary can be missed by both reads (about 1 window in 16 here) and the call is dropped with that warning",
-)
 def test_ties_in_random_order_never_cost_a_call(log):
     lost = []
     for seed in range(60):
