@@ -262,3 +262,23 @@ def test_check_logs_in_once(connector, sim):
     run = connector.run("check", config_for(sim, credentials=login_credentials()))
     assert run.connection_status["status"] == "SUCCEEDED"
     assert sim.stats.logins == 1
+
+
+def test_a_password_with_quotes_backslashes_spaces_and_accents_is_never_printed_in_any_form(connector, sim):
+    password = ' p"a\\ss wörd€ '
+    sim.add_user("102_1111112", password)
+    credentials = {"auth_type": "login", "user_id": "102_1111112", "password": password}
+    sim.inject("echo_secret", times=1, endpoint="/v2/user/out_missed", after=2)
+    runs = [
+        connector.run("check", config_for(sim, credentials=credentials), debug=True),
+        connector.run("read", config_for(sim, credentials=credentials), catalog("incremental", *ENDPOINTS), debug=True),
+        connector.run("read", config_for(sim, credentials={**credentials, "password": "wrong"}), catalog(), debug=True),
+    ]
+    assert runs[0].connection_status["status"] == "SUCCEEDED"
+    forms = {password, password.strip(), json.dumps(password)[1:-1], json.dumps(password, ensure_ascii=False)[1:-1]}
+    forms |= {json.dumps(form)[1:-1] for form in set(forms)}
+    for run in runs:
+        text = run.stdout + run.stderr
+        for secret in forms | (sim.valid_tokens() - {TOKEN}):
+            assert secret not in text
+    assert "Making outbound API request" in runs[1].stdout, "debug logs were on"
