@@ -551,7 +551,9 @@ class WindowPartitions(PartitionGenerator):
 
     def _probe(self, window: Window) -> Probe:
         self._backlog.wait_for_room()
-        return self._reader.probe(window, self._planner.most_calls, self._planner.expected(window))
+        # Before any window, the planner's target stands for what a window should hold.
+        expected = self._planner.expected(window)
+        return self._reader.probe(window, self._planner.most_calls, expected or self._planner.target_calls)
 
     def generate(self) -> Iterable[Partition]:
         ranges = self._ranges()
