@@ -364,6 +364,8 @@ STATUS_WITHOUT_CODE: dict[int, Decision] = {
         "missing", "TeleCMI has no endpoint {path} at api_url {api_url} (HTTP 404): check api_url and region"
     ),
 }
+# A redirect is never followed: a body carrying credentials must not travel to another address.
+REDIRECT = Decision("config", "api_url {api_url} redirects (HTTP {status} to {location}): set api_url to that address")
 # Network faults, most specific first.
 NETWORK_FAULTS: tuple[tuple[type[BaseException], Decision], ...] = (
     (requests.Timeout, Decision("retry", "TeleCMI did not answer in time ({cause})")),
@@ -392,6 +394,8 @@ def decide(response: requests.Response, usable: Callable[[Any], bool]) -> Decisi
     status = response.status_code
     if status in STATUS_WITHOUT_CODE:
         return STATUS_WITHOUT_CODE[status]
+    if 300 <= status < 400:
+        return REDIRECT
     if status >= 500:
         return Decision("retry", "TeleCMI had a server error (HTTP {status}): {text}")
     if status >= 400:
@@ -485,6 +489,7 @@ class Transport(requests.Session):
         deadline = time.monotonic() + self._timeout_s
         kwargs["timeout"] = (min(CONNECT_TIMEOUT_S, self._timeout_s), self._timeout_s)
         kwargs["stream"] = True
+        kwargs["allow_redirects"] = False
         response = super().send(request, **kwargs)
         chunks = []
         try:
@@ -561,6 +566,7 @@ class AnswerHandler(ErrorHandler):
             text=repr(one_line(answer.text, 120)),
             api_url=self._api.api_url,
             path=answer.request.path_url if answer.request else "",
+            location=answer.headers.get("Location", "elsewhere"),
         )
         if decision.action == "credentials":
             return self._credentials_rejected(sent_token, _message(body) or f"code {code_of(body)}")
@@ -710,15 +716,7 @@ class TelecmiApi:
         url = self.api_url + path
         self.transport.sign(url, self._fill(api.credential_fields))
 
-        def usable(body: Mapping[str, Any]) -> bool:
-            cdr = body.get("cdr")
-            return (
-                as_count(body.get(api.count_field)) is not None
-                and isinstance(cdr, list)
-                and all(isinstance(r, dict) for r in cdr)
-            )
-
-        return CallEndpoint(self, self._client(stream, usable), url, api)
+        return CallEndpoint(self, self._client(stream, listing("cdr", api.count_field)), url, api)
 
     def user_lists(self) -> list[UserListEndpoint]:
         """The endpoints that list the account's users, to try in order."""
@@ -728,11 +726,7 @@ class TelecmiApi:
             url = self.api_url + user_list.path
             self.transport.sign(url, self._fill(USER_LIST_CREDENTIALS))
 
-            def usable(body: Mapping[str, Any]) -> bool:
-                agents = body.get("agents")
-                return isinstance(agents, list) and all(isinstance(a, dict) for a in agents)
-
-            endpoints.append(UserListEndpoint(self._client("users", usable), url, user_list))
+            endpoints.append(UserListEndpoint(self._client("users", listing("agents", "count")), url, user_list))
         return endpoints
 
     def prove_app_credentials(self, first: int, last: int) -> None:
@@ -741,6 +735,22 @@ class TelecmiApi:
         self.transport.sign(url, self._fill(USER_LIST_CREDENTIALS))
         client = self._client("check", lambda body: True)
         self._post(client, ANALYSIS_PATH, {"start_date": first, "end_date": last})
+
+
+def listing(items: str, count_field: str) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether an answer is a usable page: a list of objects under `items`, and a count.
+
+    An empty page may come without its list (`{"count": 0}`); a users list may come without a count.
+    """
+
+    def usable(body: Mapping[str, Any]) -> bool:
+        found, count = body.get(items), as_count(body.get(count_field))
+        if found is None:
+            return count == 0
+        listed = isinstance(found, list) and all(isinstance(item, dict) for item in found)
+        return listed and (count is not None or items == "agents")
+
+    return usable
 
 
 class CallEndpoint:
@@ -757,7 +767,7 @@ class CallEndpoint:
         body = {first: request_from, last: request_to, "page": number, "limit": limit}
         _, response = self._http.send_request("POST", self.url, request_kwargs={}, json=body)
         answer = body_of(response)
-        return Page(count=as_count(answer[self.call_api.count_field]) or 0, records=answer["cdr"])
+        return Page(count=as_count(answer.get(self.call_api.count_field)) or 0, records=answer.get("cdr") or [])
 
 
 class UserListEndpoint:
@@ -773,6 +783,6 @@ class UserListEndpoint:
             "POST", self.url, request_kwargs={}, json={"page": number, "limit": limit}
         )
         answer = body_of(response)
-        agents = answer["agents"]
+        agents = answer.get("agents") or []
         count = as_count(answer.get("count"))
         return Page(count=len(agents) if count is None else count, records=agents)

@@ -20,6 +20,7 @@ from source_telecmi.pacing import Pacer
 from source_telecmi.telecmi import (
     BODY_CODES,
     NETWORK_FAULTS,
+    REDIRECT,
     RETRY_SERVER,
     STATUS_WITHOUT_CODE,
     AccessRefused,
@@ -32,6 +33,7 @@ from source_telecmi.telecmi import (
     code_of,
     config_error,
     decide,
+    listing,
     network_cause,
     register_secret,
     retry_after_s,
@@ -148,6 +150,8 @@ def test_as_count(value, count):
         (500, {}, "retry"),
         (409, {"message": "conflict"}, "fail"),
         (422, {}, "fail"),
+        (301, {}, "config"),
+        (307, {"message": "moved"}, "config"),
     ],
 )
 def test_every_answer_has_one_decision(status, body, action):
@@ -173,12 +177,19 @@ def test_india_envelope_without_a_code_is_read():
 
 
 def test_every_message_of_the_tables_formats_on_one_line():
-    decisions = [*BODY_CODES.values(), *STATUS_WITHOUT_CODE.values(), RETRY_SERVER]
+    decisions = [*BODY_CODES.values(), *STATUS_WITHOUT_CODE.values(), RETRY_SERVER, REDIRECT]
     decisions += [decision for _, decision in NETWORK_FAULTS]
     decisions += [decide(response(s, b), cdr_usable) for s, b in [(200, {"code": 418}), (502, {}), (418, {})]]
     for decision in decisions:
         text = decision.say.format(
-            status=418, code=418, msg="m", text="'t'", api_url=API, path=OUT_MISSED, cause="Connection refused"
+            status=418,
+            code=418,
+            msg="m",
+            text="'t'",
+            api_url=API,
+            path=OUT_MISSED,
+            cause="Connection refused",
+            location="https://elsewhere",
         )
         assert "\n" not in text and "{" not in text
 
@@ -725,3 +736,23 @@ def test_proxy_settings_come_from_the_environment_once(monkeypatch):
     assert session.verify == "/etc/company-ca.pem"
     assert not session.trust_env
     assert "https" not in Transport(Pacer(1, LOGGER), "http://127.0.0.1:9", 1.0).proxies
+
+
+@pytest.mark.parametrize(
+    "body, usable",
+    [
+        ({"count": 2, "cdr": [CALL, CALL]}, True),
+        ({"count": "0"}, True),
+        ({"count": 0, "cdr": None}, True),
+        ({"count": 3}, False),
+        ({"cdr": [CALL]}, False),
+        ({"count": 1, "cdr": [1]}, False),
+    ],
+)
+def test_a_page_of_calls_is_usable_with_a_count_and_a_list_or_empty_without_one(body, usable):
+    assert listing("cdr", "count")(body) is usable
+
+
+def test_a_users_page_needs_no_count():
+    assert listing("agents", "count")({"agents": [{"agent_id": "101_1"}]})
+    assert not listing("agents", "count")({"agents": "none"})
