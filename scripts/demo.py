@@ -80,7 +80,8 @@ def main() -> None:
         show(sim, "app", ACCOUNT_ENDPOINTS)
         print("\nOne user (user id and password)")
         show(sim, "login", ENDPOINTS)
-    print(f"\nConfigs, catalogs and states are in {DEMO.relative_to(ROOT)}/app and /login. `make test` tests it all.")
+    where = DEMO.relative_to(ROOT)
+    print(f"\nConfigs, catalogs and states are in {where}/app and {where}/login. `make test` tests it all.")
 
 
 if __name__ == "__main__":
