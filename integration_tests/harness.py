@@ -287,6 +287,23 @@ class Connector:
             env=self.environment(),
         )
 
+    def killed_after(self, states: int, config: dict, catalog: dict) -> tuple[list[dict], list[dict]]:
+        """Start a read and kill it at its `states`-th checkpoint after a record: (records, states) it emitted."""
+        process = self.start("read", config, catalog)
+        emitted: list[dict] = []
+        seen: list[dict] = []
+        for line in process.stdout or ():
+            message = json.loads(line)
+            if message["type"] == "RECORD":
+                emitted.append(message["record"]["data"])
+            elif message["type"] == "STATE" and emitted:
+                seen.append(message["state"])
+                if len(seen) == states:
+                    process.kill()
+                    break
+        process.wait()
+        return emitted, seen
+
     def environment(self) -> dict[str, str]:
         return {**os.environ, **(FAST_ENV if self.fast else {}), **self.env}
 

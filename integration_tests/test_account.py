@@ -7,7 +7,6 @@ credentials; and the rate limit every platform may impose.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import pytest
@@ -69,18 +68,7 @@ def test_incremental_syncs_and_a_crash_lose_nothing_and_repeat_nothing(connector
     many = generate_calls(3000, END_MS - 30 * DAY_MS, END_MS - 1, seed=3, endpoint=path)
     with simulator({path: many}, latency_ms=10) as sim:
         config = config_for(sim, kind, num_workers=6)
-        process = connector.start("read", config, catalog("incremental", stream))
-        emitted, states = [], []
-        for line in process.stdout:
-            message = json.loads(line)
-            if message["type"] == "RECORD":
-                emitted.append(message["record"]["data"])
-            elif message["type"] == "STATE" and emitted:
-                states.append(message["state"])
-                if len(states) == 3:
-                    process.kill()
-                    break
-        process.wait()
+        emitted, states = connector.killed_after(3, config, catalog("incremental", stream))
         assert len(emitted) < len(many), "the sync should be killed mid-way"
         resumed = connector.run("read", config, catalog("incremental", stream), [states[-1]]).ok()
         assert {c["_id"] if kind == "india" else c["cmiuid"] for c in many} == set(keys(emitted)) | set(

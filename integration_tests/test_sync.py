@@ -112,18 +112,7 @@ def test_a_sync_killed_mid_way_resumes_with_nothing_lost(connector, stream, endp
     many = generate_calls(3000, START_MS, END_MS - 1, seed=3, endpoint=endpoint)
     with Simulator(calls={endpoint: many}, tokens=[TOKEN], latency_ms=15) as sim:
         config = config_for(sim, num_workers=workers)
-        process = connector.start("read", config, catalog("incremental", stream))
-        emitted, states = [], []
-        for line in process.stdout:
-            message = json.loads(line)
-            if message["type"] == "RECORD":
-                emitted.append(message["record"]["data"])
-            elif message["type"] == "STATE" and emitted:
-                states.append(message["state"])
-                if len(states) == 3:
-                    process.kill()
-                    break
-        process.wait()
+        emitted, states = connector.killed_after(3, config, catalog("incremental", stream))
         assert len(states) == 3 and len(emitted) < len(many), "the sync should be killed mid-way"
         resumed = connector.run("read", config, catalog("incremental", stream), [states[-1]])
         assert resumed.returncode == 0, resumed.stderr
