@@ -40,7 +40,7 @@ from source_telecmi.streams import (
     shape_call,
     users_schema,
 )
-from source_telecmi.telecmi import CHECK_MAX_RETRIES, AccessRefused, TelecmiApi, one_line
+from source_telecmi.telecmi import CHECK_MAX_RETRIES, AccessRefused, EndpointMissing, TelecmiApi, one_line
 from source_telecmi.timeline import WindowCursor, WindowPlanner, check_window, ranges_to_read, readable_state
 from source_telecmi.windows import StreamReader, WindowPartitions
 
@@ -92,8 +92,11 @@ class SourceTelecmi(Source):
             api = api_of(settings, logger, max_retries=CHECK_MAX_RETRIES)
             window = check_window(settings.start, settings.end)
             if settings.credentials.kind == "app" and settings.region == "global":
-                api.prove_app_credentials(window.first, window.last)
-                return AirbyteConnectionStatus(status=Status.SUCCEEDED)
+                try:
+                    api.prove_app_credentials(window.first, window.last)
+                    return AirbyteConnectionStatus(status=Status.SUCCEEDED)
+                except EndpointMissing:
+                    logger.info("TeleCMI has no /v2/analysis here: proving the credentials with a page of calls")
             refusals = []
             for stream in CALL_STREAMS:
                 endpoint = api.calls(stream.name, stream.paths[api.call_api.name])

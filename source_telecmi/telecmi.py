@@ -568,7 +568,7 @@ class AnswerHandler(ErrorHandler):
             path=answer.request.path_url if answer.request else "",
             location=answer.headers.get("Location", "elsewhere"),
         )
-        if decision.action == "credentials":
+        if decision.action == "credentials" or (decision.action == "refused" and self._what == "login"):
             return self._credentials_rejected(sent_token, _message(body) or f"code {code_of(body)}")
         if decision.action == "refused":
             reason = _message(body) or f"code {code_of(body)}"

@@ -361,3 +361,25 @@ def test_the_command_prints_the_records_as_they_are_whatever_the_secrets(http_mo
     messages = run_command(monkeypatch, capsys, "read", "--config", str(config_file), "--catalog", str(catalog_file))
     records = [m["record"]["data"] for m in messages if m["type"] == "RECORD"]
     assert records == [{"agent_id": "101_1111112", "name": "Ann", "extension": 101}]
+
+
+def test_check_with_app_credentials_reads_a_page_of_calls_where_there_is_no_analysis(http_mocker):
+    http_mocker.post(analysis(), HttpResponse(body="<html>Cannot POST /v2/analysis</html>", status_code=404))
+    body = {
+        "appid": APP_ID,
+        "secret": SECRET,
+        "start_date": START_MS - 1,
+        "end_date": END_MS + 1,
+        "page": 1,
+        "limit": 1,
+    }
+    http_mocker.post(HttpRequest(url=API + "/v2/answered", body=body), answer(0, []))
+    assert SourceTelecmi().check(LOGGER, config(credentials=APP)).status == Status.SUCCEEDED
+
+
+def test_a_login_refused_with_401_is_a_wrong_login_not_a_skipped_stream(http_mocker):
+    login = HttpRequest(url=API + "/v2/user/login", body={"id": "101_1111112", "password": "unit-password"})
+    http_mocker.post(login, refusal(401, "Unauthorized"))
+    credentials = {"auth_type": "login", "user_id": "101_1111112", "password": "unit-password"}
+    status = SourceTelecmi().check(LOGGER, config(credentials=credentials))
+    assert status.status == Status.FAILED and "refused the login of user 101_1111112" in status.message
