@@ -176,3 +176,20 @@ def test_a_long_storm_of_429s_does_not_fail_the_sync(connector, sim):
     ).ok()
     assert_exactly(run.records, sim.records(path))
     assert sim.stats.faults_served == 20
+
+
+@pytest.mark.parametrize("kind", APP_KINDS)
+@pytest.mark.parametrize("edges", ["inclusive", "exclusive"])
+def test_calls_exactly_on_window_edges_are_read_once(connector, kind, edges):
+    path = endpoints(kind)["incoming_missed_calls"]
+    start = END_MS - 31 * DAY_MS
+    edge_calls = [
+        make_call(start + day * DAY_MS + delta, endpoint=path) for day in range(1, 31) for delta in (-1, 0, 1)
+    ]
+    edge_calls += [make_call(END_MS - 1, endpoint=path)]
+    with simulator({path: edge_calls}, edges=edges) as sim:
+        config = config_for(sim, kind, start_date="2025-12-01T00:00:00Z")
+        run = connector.run("read", config, catalog("incremental", "incoming_missed_calls")).ok()
+        windows = {(b["start_date"], b["end_date"]) for b in sim.stats.bodies if b.get("page") == 1}
+    assert_exactly(run.records, [c for c in edge_calls if c["time"] >= 1764547200000])
+    assert len(windows) > 1, "the range was read in several windows"

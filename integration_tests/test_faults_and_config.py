@@ -9,22 +9,25 @@ from datetime import UTC, datetime
 import pytest
 
 from integration_tests.conftest import ENDPOINTS, PASSWORD, STREAM, TOKEN, catalog, config_for, login_credentials
+from integration_tests.harness import endpoints
 from integration_tests.telecmi_simulator import OUT_MISSED, Simulator
 
 TRANSIENT = ["429", "500", "502", "503", "body_5xx", "html_200", "garbage", "drop", "stall"]
 
 
+@pytest.mark.parametrize("kind", ["token", "app", "india"])
 @pytest.mark.parametrize("fault", TRANSIENT)
-def test_transient_faults_are_retried_on_every_stream_and_the_sync_completes(connector, sim, calls_by_endpoint, fault):
-    for endpoint in ENDPOINTS.values():
+def test_transient_faults_are_retried_on_every_stream_and_the_sync_completes(connector, sim, fault, kind):
+    streams = endpoints(kind)
+    for endpoint in streams.values():
         sim.inject(fault, times=1, endpoint=endpoint, retry_after=0, seconds=3)
     connector.env["SOURCE_TELECMI_REQUEST_TIMEOUT"] = "1"
-    run = connector.run("read", config_for(sim, num_workers=4), catalog("incremental", *ENDPOINTS))
+    run = connector.run("read", config_for(sim, kind, num_workers=4), catalog("incremental", *streams))
     assert run.returncode == 0, run.stdout[-2000:]
-    assert sim.stats.faults_served == len(ENDPOINTS)
-    for stream, endpoint in ENDPOINTS.items():
-        got = sorted(m["record"]["data"]["cmiuid"] for m in run.of("RECORD") if m["record"]["stream"] == stream)
-        assert got == sorted(c["cmiuid"] for c in calls_by_endpoint[endpoint])
+    assert sim.stats.faults_served == len(streams)
+    for stream, endpoint in streams.items():
+        got = sorted(r["cmiuid"] for r in run.records_of(stream))
+        assert got == sorted(c.get("cmiuid") or c["_id"] for c in sim.records(endpoint))
 
 
 @pytest.mark.parametrize(
