@@ -110,14 +110,6 @@ class Credentials:
     app_id: Optional[int] = None
     app_secret: Optional[str] = field(default=None, repr=False)
 
-    def describe(self) -> str:
-        """Who the credentials are, without a secret: for messages."""
-        if self.kind == "app":
-            return f"app id {self.app_id}"
-        if self.kind == "login":
-            return f"user {self.user_id}"
-        return "the user token"
-
 
 class TokenKeeper:
     """The user token: fixed, or obtained by login and renewed whenever TeleCMI stops accepting it.
