@@ -254,9 +254,10 @@ class WindowRead:
             keys = [fingerprint(r) for r in page.records]
             if page.records and all(k in self._found for k in keys):
                 self._anomaly = self._anomaly or f"page {number} repeats calls of other pages"
-            self._again.update(t for k, t in instants(self.reader, page.records, keys).items() if k in self._found)
+            when = instants(self.reader, page.records, keys)
+            self._again.update(t for k, t in when.items() if k in self._found)
             self._found.update(keys)
-            self._times.update(instants(self.reader, page.records, keys))
+            self._times.update(when)
             return self._emit(page.records, keys)
 
     def _emit(self, records: list[dict[str, Any]], keys: list[bytes]) -> list[dict[str, Any]]:
@@ -382,10 +383,11 @@ class WindowRead:
             if page.records and all(k in found for k in keys):
                 anomaly = f"page {number} repeats calls of other pages"
                 break  # the pages after it cannot be trusted either: smaller pieces will do
-            again.update(t for k, t in instants(self.reader, page.records, keys).items() if k in found)
+            when = instants(self.reader, page.records, keys)
+            again.update(t for k, t in when.items() if k in found)
             found.update(keys)
             lengths.append(len(page.records))
-            times.update(instants(self.reader, page.records, keys))
+            times.update(when)
             with self._lock:
                 if piece == self.window:
                     self._found.update(keys)
