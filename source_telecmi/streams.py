@@ -35,12 +35,18 @@ PHONE_FIELDS = ("from", "to")
 
 @dataclass(frozen=True)
 class CallStream:
-    """One kind of call record, and the path that serves it on each API (`telecmi.CALL_APIS`)."""
+    """One kind of call record, named `<direction>_<status>_calls`, and its path on each API (`telecmi.CALL_APIS`)."""
 
     name: str
-    direction: str
-    status: str
     paths: Mapping[str, str]
+
+    @property
+    def direction(self) -> str:
+        return self.name.split("_")[0]
+
+    @property
+    def status(self) -> str:
+        return self.name.split("_")[1]
 
     def schema(self) -> dict[str, Any]:
         return ResourceSchemaLoader("source_telecmi").get_schema(self.name)
@@ -48,28 +54,15 @@ class CallStream:
 
 CALL_STREAMS: tuple[CallStream, ...] = (
     CallStream(
-        "incoming_answered_calls",
-        "incoming",
-        "answered",
-        {"user": "/v2/user/answered", "account": "/v2/answered", "india": "/v1/answered"},
+        "incoming_answered_calls", {"user": "/v2/user/answered", "account": "/v2/answered", "india": "/v1/answered"}
     ),
-    CallStream(
-        "incoming_missed_calls",
-        "incoming",
-        "missed",
-        {"user": "/v2/user/missed", "account": "/v2/missed", "india": "/v1/missed"},
-    ),
+    CallStream("incoming_missed_calls", {"user": "/v2/user/missed", "account": "/v2/missed", "india": "/v1/missed"}),
     CallStream(
         "outgoing_answered_calls",
-        "outgoing",
-        "answered",
         {"user": "/v2/user/out_answered", "account": "/v2/out_answered", "india": "/v1/outanswered"},
     ),
     CallStream(
-        "outgoing_missed_calls",
-        "outgoing",
-        "missed",
-        {"user": "/v2/user/out_missed", "account": "/v2/out_missed", "india": "/v1/outmissed"},
+        "outgoing_missed_calls", {"user": "/v2/user/out_missed", "account": "/v2/out_missed", "india": "/v1/outmissed"}
     ),
 )
 
