@@ -439,7 +439,7 @@ class Transport(requests.Session):
         super().__init__()
         self._pacer = pacer
         self._timeout_s = timeout_s
-        self._fill: dict[str, Callable[[], dict[str, Any]]] = {}
+        self._fill: dict[str, tuple[Callable[[], dict[str, Any]], Optional[str]]] = {}
         self.unreachable: Optional[str] = None
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pacer.ceiling + 2)
         self.mount("https://", adapter)
@@ -448,19 +448,22 @@ class Transport(requests.Session):
         self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         self.trust_env = False
 
-    def sign(self, url: str, fill: Callable[[], dict[str, Any]]) -> None:
-        """Requests to `url` carry the body fields `fill()` gives at the moment they are sent."""
-        self._fill[url] = fill
+    def sign(self, url: str, fill: Callable[[], dict[str, Any]], token_field: Optional[str] = None) -> None:
+        """Requests to `url` carry the body fields `fill()` gives at the moment they are sent.
+
+        `token_field` names the field holding the user token, which the error handler renews.
+        """
+        self._fill[url] = (fill, token_field)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if self.unreachable:
             raise requests.ConnectionError(self.unreachable)
-        fill = self._fill.get(request.url or "")
-        if fill is not None:
+        if request.url in self._fill:
+            fill, token_field = self._fill[request.url]
             signed = request.copy()
             credentials = fill()
             signed.prepare_body(data=None, files=None, json={**orjson.loads(request.body or b"{}"), **credentials})
-            signed.telecmi_token = credentials.get("token")  # type: ignore[attr-defined]
+            signed.telecmi_token = credentials.get(token_field) if token_field else None  # type: ignore[attr-defined]
             request = signed
         while True:
             with self._pacer.slot():
@@ -662,8 +665,8 @@ class TelecmiApi:
             backoff_strategy=Backoff(),
         )
 
-    def _fill(self, fields: Mapping[str, str]) -> Callable[[], dict[str, Any]]:
-        """The credential fields of a body, read when the request is sent (a token may have been renewed)."""
+    def _sign(self, url: str, fields: Mapping[str, str]) -> None:
+        """Requests to `url` carry these credential fields, read when sent (a token may have been renewed)."""
 
         def fill() -> dict[str, Any]:
             return {
@@ -671,7 +674,7 @@ class TelecmiApi:
                 for name, what in fields.items()
             }
 
-        return fill
+        self.transport.sign(url, fill, next((name for name, what in fields.items() if what == "token"), None))
 
     def give_up_connecting(self) -> bool:
         """Whether connection failures have lasted long enough, with no answer ever, to stop trying."""
@@ -706,7 +709,7 @@ class TelecmiApi:
         """The call-record endpoint at `path`, read for the stream `stream`."""
         api = self.call_api
         url = self.api_url + path
-        self.transport.sign(url, self._fill(api.credential_fields))
+        self._sign(url, api.credential_fields)
 
         return CallEndpoint(self, self._client(stream, listing("cdr", api.count_field)), url, api)
 
@@ -716,7 +719,7 @@ class TelecmiApi:
         endpoints = []
         for user_list in lists:
             url = self.api_url + user_list.path
-            self.transport.sign(url, self._fill(USER_LIST_CREDENTIALS))
+            self._sign(url, USER_LIST_CREDENTIALS)
 
             endpoints.append(UserListEndpoint(self._client("users", listing("agents", "count")), url, user_list))
         return endpoints
@@ -724,7 +727,7 @@ class TelecmiApi:
     def prove_app_credentials(self, first: int, last: int) -> None:
         """One cheap request that proves an app id and secret: the account's call totals for a window."""
         url = self.api_url + ANALYSIS_PATH
-        self.transport.sign(url, self._fill(USER_LIST_CREDENTIALS))
+        self._sign(url, USER_LIST_CREDENTIALS)
         client = self._client("check", lambda body: True)
         self._post(client, ANALYSIS_PATH, {"start_date": first, "end_date": last})
 
