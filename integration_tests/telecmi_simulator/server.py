@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import http
 import json
 import random
 import selectors
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -30,15 +32,21 @@ from typing import Any, NamedTuple, Self
 from .data import (
     ACCOUNT_ENDPOINTS,
     CDR_ENDPOINTS,
+    DROP,
+    GLOBAL_VOICEMAIL,
     INDIA_ENDPOINTS,
+    INDIA_VOICEMAIL,
     USER_ENDPOINTS,
-    check_endpoint,
+    VOICEMAIL_PATHS,
     normalize_endpoint,
     record_id,
 )
 
 LOGIN_PATH = "/v2/user/login"
 ANALYSIS_PATH = "/v2/analysis"
+INDIA_ANALYSIS_PATH = "/v1/analysis"
+BALANCE_PATH = "/v2/balance"
+INDIA_BALANCE_PATH = "/v1/balance"
 USERS_V3_PATH = "/v3/user/list"
 USERS_V2_PATH = "/v2/user/list"
 INDIA_USERS_PATH = "/v1/agent/list"
@@ -54,9 +62,12 @@ MSG_INTERNAL = "Internal server error"
 MSG_TOO_MANY = "Too many requests, please try again later"
 
 DEFAULT_LIMIT = 10
-BODIES_CAP = 200_000
+BODIES_CAP = 200_000  # also bounds stats.request_times
+DEFAULT_BALANCE: dict[str, Any] = {"balance": 1765.5, "sms": 10969, "expire": 1798761600000}
 
-_CALL_PATHS = frozenset(CDR_ENDPOINTS)
+#: Paths holding records (add_calls, records, insert_after): every call list and the voicemails.
+STORE_PATHS: tuple[str, ...] = (*CDR_ENDPOINTS, *VOICEMAIL_PATHS)
+_LIST_PATHS = frozenset(STORE_PATHS)  # the paths the *calls* faults match with endpoint=None
 
 _HTML_404 = (
     '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -75,6 +86,46 @@ _HTML_5XX = {
         (503, "Service Temporarily Unavailable"),
     )
 }
+# Cloudflare's own 52x statuses (a proxy in front of the API)
+_CLOUDFLARE_REASONS = {
+    520: "Web server is returning an unknown error",
+    521: "Web server is down",
+    522: "Connection timed out",
+    523: "Origin is unreachable",
+    524: "A timeout occurred",
+    525: "SSL handshake failed",
+    526: "Invalid SSL certificate",
+    527: "Railgun Listener to Origin Error",
+    530: "Origin DNS error",
+}
+
+
+def _reason(status: int) -> str:
+    if status in _CLOUDFLARE_REASONS:
+        return _CLOUDFLARE_REASONS[status]
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown Error"
+
+
+def _proxy_html(status: int) -> bytes:
+    """The HTML page a proxy in front of the API would send with ``status``."""
+    reason = _reason(status)
+    if status in _CLOUDFLARE_REASONS:
+        return (
+            '<!DOCTYPE html>\n<html lang="en-US">\n<head>\n<meta charset="UTF-8" />\n'
+            f"<title>rest.telecmi.com | {status}: {reason}</title>\n</head>\n<body>\n"
+            f'<div id="cf-error-details"><h1>{reason}</h1><span>Error code {status}</span>\n'
+            "<p>Cloudflare Ray ID: 8f1c2a3b4d5e6f70</p></div>\n</body>\n</html>\n"
+        ).encode()
+    return (
+        f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    ).encode()
+
+
 _HTML_MAINTENANCE = (
     b"<!DOCTYPE html>\n<html>\n<head><title>TeleCMI - Scheduled maintenance</title>"
     b"</head>\n<body>\n<h1>We'll be back soon!</h1>\n<p>TeleCMI is undergoing "
@@ -84,6 +135,7 @@ _GARBAGE = b'{"count": 57, "cdr": [{"cmiuid": "834a35bb-733a-4839-8338-99391'
 
 _JSON = "application/json; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
+_TEXT = "text/plain; charset=utf-8"
 
 
 def _dumps(obj: Any) -> bytes:
@@ -105,6 +157,7 @@ RATE_LIMIT_FORMS: dict[str, tuple[int, dict[str, str] | None]] = {
     "retry_after": (429, {"Retry-After": "1"}),
     "no_retry_after": (429, None),
     "body": (200, None),
+    "retry_after_zero": (429, {"Retry-After": "0"}),
 }
 
 
@@ -158,6 +211,9 @@ class Stats:
             self.max_in_flight = self.in_flight
             self.bodies: list[dict[str, Any]] = []
             self.bodies_dropped = 0  # bodies not kept once BODIES_CAP is reached
+            self.request_times: list[float] = []  # time.monotonic() at each arrival (first BODIES_CAP)
+            self.request_times_dropped = 0
+            self.last_request_time: float | None = None  # the latest arrival, even past the cap
             self.faults_served = 0
             self.rate_limited = 0  # 429s served by the rate limiter (not by faults)
 
@@ -169,7 +225,13 @@ class Stats:
 
     # internal -----------------------------------------------------------------
     def _begin(self, path: str) -> None:
+        now = time.monotonic()
         with self._lock:
+            if len(self.request_times) < BODIES_CAP:
+                self.request_times.append(now)
+            else:
+                self.request_times_dropped += 1
+            self.last_request_time = now
             self.requests += 1
             self.by_path[path] = self.by_path.get(path, 0) + 1
             self.in_flight += 1
@@ -374,8 +436,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.released = True
             self.server.simulator.stats._end()
 
-    def _head(self, status: int, length: int, content_type: str, headers: dict[str, str] | None) -> None:
-        self.send_response(status)
+    def _head(
+        self, status: int, length: int, content_type: str, headers: dict[str, str] | None, reason: str | None = None
+    ) -> None:
+        self.send_response(status, reason)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(length))
         for k, v in (headers or {}).items():
@@ -389,8 +453,9 @@ class _Handler(BaseHTTPRequestHandler):
         body: bytes,
         content_type: str = _JSON,
         headers: dict[str, str] | None = None,
+        reason: str | None = None,
     ) -> None:
-        self._head(status, len(body), content_type, headers)
+        self._head(status, len(body), content_type, headers, reason)
         self.wfile.write(body)
 
     def trickle(self, seconds: float, interval: float, status: int, body: bytes, content_type: str) -> None:
@@ -430,12 +495,13 @@ class _Handler(BaseHTTPRequestHandler):
 class _Req:
     """One request being answered; faults adjust how (page, transforms, encoding, sending)."""
 
-    __slots__ = ("body", "encode", "h", "ignore_page", "path", "send", "shuffle", "transforms")
+    __slots__ = ("body", "encode", "h", "ignore_page", "path", "raw", "send", "shuffle", "transforms")
 
-    def __init__(self, h: _Handler, path: str, body: dict[str, Any]) -> None:
+    def __init__(self, h: _Handler, path: str, body: dict[str, Any], raw: bytes = b"") -> None:
         self.h = h
         self.path = path
         self.body = body
+        self.raw = raw  # the request body as received
         self.ignore_page = False
         self.shuffle = False
         self.transforms: list[Callable[[dict[str, Any]], None]] = []
@@ -451,16 +517,24 @@ class _Api(NamedTuple):
     window: tuple[str, str] | None  # body keys of the time window, epoch ms
     max_limit: int
     india: bool = False  # India's error envelope (no "error" key)
+    items: str = "cdr"  # the key of the records in a list answer
+    auth_msg: str | None = None  # the msg of a credential failure, if not the family's usual one
 
 
+_WINDOW = ("start_date", "end_date")
 _LOGIN_API = _Api("password", False, None, sys.maxsize)
 _USER_API = _Api("token", False, ("from", "to"), 10)
-_ACCOUNT_API = _Api("secret", True, ("start_date", "end_date"), 20)
-_ANALYSIS_API = _Api("secret", True, ("start_date", "end_date"), sys.maxsize)
-_INDIA_API = _Api("token", True, ("start_date", "end_date"), 10, india=True)
+_ACCOUNT_API = _Api("secret", True, _WINDOW, 20)
+_ANALYSIS_API = _Api("secret", True, _WINDOW, sys.maxsize)
+_INDIA_API = _Api("token", True, _WINDOW, 10, india=True)
+_INDIA_ANALYSIS_API = _Api("token", True, _WINDOW, sys.maxsize, india=True)
 _USERS_V3_API = _Api("secret", True, None, 20)
 _USERS_V2_API = _Api("secret", True, None, 10)
 _INDIA_USERS_API = _Api("secret", True, None, 10, india=True)
+_VOICEMAIL_API = _Api("secret", True, _WINDOW, 10, items="voicemail")
+_INDIA_VOICEMAIL_API = _Api("token", True, _WINDOW, 10, india=True, items="voicemail")
+_BALANCE_API = _Api("secret", True, None, sys.maxsize, auth_msg=MSG_INDIA_AUTH)
+_INDIA_BALANCE_API = _Api("token", True, None, sys.maxsize, india=True)
 
 
 # --------------------------------------------------------------------------- faults
@@ -479,6 +553,17 @@ def _fault_http(status: int, sim: Simulator, req: _Req, o: dict[str, Any]) -> bo
         req.h.respond(status, _dumps(_error(status, MSG_INTERNAL)))
     else:
         req.h.respond(status, _HTML_5XX[status], _HTML)
+    return True
+
+
+def _fault_any_http(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    status = int(o.get("status", 502))
+    retry_after = o.get("retry_after")
+    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+    if o.get("body", "html") == "json":  # a gateway's JSON, without TeleCMI's `code`
+        req.h.respond(status, _dumps({"message": _reason(status)}), _JSON, headers, _reason(status))
+    else:
+        req.h.respond(status, _proxy_html(status), _HTML, headers, _reason(status))
     return True
 
 
@@ -521,6 +606,18 @@ def _fault_echo_secret(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
     return True
 
 
+def _fault_echo_cut(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    echo = req.raw.decode("utf-8", "replace")[: max(0, int(o.get("length", 200)))]
+    status = sim._error_status(400) if o.get("status") is None else int(o["status"])
+    if o.get("form", "json") == "text":
+        req.h.respond(status, f"Bad request: {echo}".encode(), _TEXT)
+        return True
+    route = sim._routes.get(req.path)
+    india = route is not None and route[1].india
+    sim._send(req, status, _error(400, f"Invalid parameters: {echo}", india))
+    return True
+
+
 def _fault_trickle(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
     req.send = partial(req.h.trickle, float(o.get("seconds", 30)), float(o.get("interval", 0.2)))
     return False
@@ -544,6 +641,13 @@ _TIME_FORMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 # answer transforms: they change the fresh answer dict in place, never a stored record
 
+_ITEMS_KEYS = ("cdr", "voicemail")
+
+
+def _items_key(answer: dict[str, Any]) -> str | None:
+    """The key of the records of a list answer (calls or voicemails), if it is one."""
+    return next((k for k in _ITEMS_KEYS if isinstance(answer.get(k), list)), None)
+
 
 def _inflate(extra: int, answer: dict[str, Any]) -> None:
     for key in ("count", "total"):
@@ -551,21 +655,48 @@ def _inflate(extra: int, answer: dict[str, Any]) -> None:
             answer[key] += extra
 
 
+def _no_count(answer: dict[str, Any]) -> None:
+    answer.pop("count", None)
+    answer.pop("total", None)
+
+
 def _short_page(drop: int, answer: dict[str, Any]) -> None:
-    if "cdr" in answer:
-        answer["cdr"] = answer["cdr"][: max(0, len(answer["cdr"]) - drop)]
+    key = _items_key(answer)
+    if key:
+        answer[key] = answer[key][: max(0, len(answer[key]) - drop)]
 
 
 def _time_as(form: Callable[[dict[str, Any]], dict[str, Any]], answer: dict[str, Any]) -> None:
-    if "cdr" in answer:
-        answer["cdr"] = [form(r) for r in answer["cdr"]]
+    key = _items_key(answer)
+    if key:
+        answer[key] = [form(r) for r in answer[key]]
 
 
 def _name_suffix(suffix: str, answer: dict[str, Any]) -> None:
-    if answer.get("cdr"):
-        first = dict(answer["cdr"][0])
-        first["name"] = str(first.get("name", "")) + suffix
-        answer["cdr"] = [first, *answer["cdr"][1:]]
+    key = _items_key(answer)
+    if key and answer[key]:
+        first = dict(answer[key][0])
+        field = "name" if key == "cdr" else "voicename"  # voicemails have no caller name
+        first[field] = str(first.get(field, "")) + suffix
+        answer[key] = [first, *answer[key][1:]]
+
+
+def _record_hash(rec: dict[str, Any]) -> int:
+    """Stable across requests and processes (not Python's salted hash())."""
+    return zlib.crc32(f"{record_id(rec)}|{rec.get('time')}".encode())
+
+
+def _odd_rates(forms: tuple[Any, ...], every: int, answer: dict[str, Any]) -> None:
+    key = _items_key(answer)
+    if not key or not forms:
+        return
+    out = []
+    for rec in answer[key]:
+        h = _record_hash(rec)
+        if "rate" in rec and h % every == 0:
+            rec = {**rec, "rate": forms[(h // every) % len(forms)]}
+        out.append(rec)
+    answer[key] = out
 
 
 def _string_code(answer: dict[str, Any]) -> None:
@@ -594,6 +725,7 @@ _FAULT_HANDLERS: dict[str, Callable[[Simulator, _Req, dict[str, Any]], bool]] = 
     "500": partial(_fault_http, 500),
     "502": partial(_fault_http, 502),
     "503": partial(_fault_http, 503),
+    "http": _fault_any_http,
     "body_5xx": partial(_fault_canned, _dumps(_error(500, MSG_INTERNAL)), _JSON),
     "html_200": partial(_fault_canned, _HTML_MAINTENANCE, _HTML),
     "garbage": partial(_fault_canned, _GARBAGE, _JSON),
@@ -602,6 +734,7 @@ _FAULT_HANDLERS: dict[str, Callable[[Simulator, _Req, dict[str, Any]], bool]] = 
     "expire_token": _fault_expire_token,
     "refuse": _fault_refuse,
     "echo_secret": _fault_echo_secret,
+    "echo_cut": _fault_echo_cut,
     "trickle": _fault_trickle,
     "ignore_page": partial(_fault_flag, "ignore_page"),
     "shuffle_ties": partial(_fault_flag, "shuffle"),
@@ -611,11 +744,16 @@ _FAULT_HANDLERS: dict[str, Callable[[Simulator, _Req, dict[str, Any]], bool]] = 
     "surrogate": _transform(lambda o: partial(_name_suffix, "\ud83d")),
     "bad_utf8": _fault_bad_utf8,
     "string_code": _transform(lambda o: _string_code),
+    "no_count": _transform(lambda o: _no_count),
+    "odd_rates": _transform(
+        lambda o: partial(_odd_rates, tuple(o.get("forms", ("", "NA"))), max(1, int(o.get("every", 3))))
+    ),
 }
 FAULTS = frozenset(_FAULT_HANDLERS)
-# Faults that only make sense on a call-record answer: with endpoint=None they skip other paths.
+# Faults that only make sense on a list of records (calls, voicemails): with endpoint=None
+# they skip other paths (marked *calls* in the README).
 _CDR_ONLY_FAULTS = frozenset(
-    {"ignore_page", "inflate_count", "short_page", "shuffle_ties", "time_as", "surrogate", "bad_utf8"}
+    {"ignore_page", "inflate_count", "short_page", "shuffle_ties", "time_as", "surrogate", "bad_utf8", "odd_rates"}
 )
 
 
@@ -658,9 +796,16 @@ class Simulator:
         rate_limit: float | None = None,
         rate_limit_form: str = "retry_after",
         token_lifetime: int | None = None,
+        offset_cap: int | None = None,
+        users_count: bool = True,
+        limiter: Any = None,
+        voicemails: dict[str, list[dict[str, Any]]] | None = None,
+        balance: dict[str, Any] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        if limiter is not None and not callable(getattr(limiter, "take", None)):
+            raise TypeError("limiter must have a take() -> bool method")
         if error_placement not in ("body", "status"):
             raise ValueError("error_placement must be 'body' or 'status'")
         if edges not in ("inclusive", "exclusive"):
@@ -670,7 +815,11 @@ class Simulator:
         self.error_placement = error_placement
         self.edges = edges
         self.page_cap = page_cap
+        self.offset_cap = offset_cap
+        self.users_count = users_count
         self.token_lifetime = token_lifetime
+        # the fields of the balance answers; a DROP value leaves that key out
+        self.balance: dict[str, Any] = {**DEFAULT_BALANCE, **(balance or {})}
         self.host = host
         self.port = port
         self.stats = Stats()
@@ -681,9 +830,9 @@ class Simulator:
         self._token_uses: dict[str, int] = {}  # login-issued token -> requests left (token_lifetime)
         self._apps = {int(k): v for k, v in (apps or {}).items()}
         self._agents = list(agents or [])
-        self._bucket = _Bucket(float(rate_limit)) if rate_limit else None
+        self._bucket: Any = limiter if limiter is not None else (_Bucket(float(rate_limit)) if rate_limit else None)
         self._rate_answer = RATE_LIMIT_FORMS[rate_limit_form]
-        self._stores: dict[str, _Store] = {ep: _Store() for ep in CDR_ENDPOINTS}
+        self._stores: dict[str, _Store] = {ep: _Store() for ep in STORE_PATHS}
         self._faults: deque[_Fault] = deque()
         self._refused: dict[str, tuple[int, str]] = {}
         self._pending: list[list[Any]] = []  # [remaining, endpoint, records]
@@ -692,9 +841,14 @@ class Simulator:
         self._base_url: str | None = None
         self._routes: dict[str, tuple[Callable[[_Req, _Api], tuple[int, dict[str, Any]]], _Api]] = {
             LOGIN_PATH: (self._login, _LOGIN_API),
-            ANALYSIS_PATH: (self._analysis, _ANALYSIS_API),
+            ANALYSIS_PATH: (partial(self._analysis, ACCOUNT_ENDPOINTS), _ANALYSIS_API),
+            INDIA_ANALYSIS_PATH: (partial(self._analysis, INDIA_ENDPOINTS), _INDIA_ANALYSIS_API),
             USERS_V2_PATH: (self._users_list, _USERS_V2_API),
             INDIA_USERS_PATH: (self._users_list, _INDIA_USERS_API),
+            GLOBAL_VOICEMAIL: (self._calls, _VOICEMAIL_API),
+            INDIA_VOICEMAIL: (self._calls, _INDIA_VOICEMAIL_API),
+            BALANCE_PATH: (self._balance, _BALANCE_API),
+            INDIA_BALANCE_PATH: (self._balance, _INDIA_BALANCE_API),
         }
         if v3_users:
             self._routes[USERS_V3_PATH] = (self._users_list, _USERS_V3_API)
@@ -706,6 +860,10 @@ class Simulator:
             for path in paths:
                 self._routes[path] = (self._calls, api)
         for endpoint, records in (calls or {}).items():
+            self.add_calls(endpoint, records)
+        for endpoint, records in (voicemails or {}).items():
+            if normalize_endpoint(endpoint) not in VOICEMAIL_PATHS:
+                raise ValueError(f"unknown voicemail path {endpoint!r}; known: {VOICEMAIL_PATHS}")
             self.add_calls(endpoint, records)
 
     # lifecycle ----------------------------------------------------------------
@@ -755,7 +913,8 @@ class Simulator:
 
     # configuration --------------------------------------------------------------
     def add_calls(self, endpoint: str, records: list[dict[str, Any]]) -> None:
-        ep = check_endpoint(endpoint)
+        """Add records to a call-record path or a voicemail path (STORE_PATHS)."""
+        ep = _check_store(endpoint)
         with self._lock:
             self._stores[ep].add(records)
 
@@ -764,7 +923,7 @@ class Simulator:
 
         Without bounds: every record of the endpoint. For test expectations.
         """
-        ep = check_endpoint(endpoint)
+        ep = _check_store(endpoint)
         with self._lock:
             store = self._stores[ep]
             lo_ms = -(2**63) if from_ms is None else from_ms
@@ -801,6 +960,14 @@ class Simulator:
             raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
         if fault == "time_as" and options.get("form", "string") not in _TIME_FORMS:
             raise ValueError(f"time_as form must be one of {sorted(_TIME_FORMS)}")
+        if fault == "http" and (
+            not 200 <= int(options.get("status", 502)) <= 599 or int(options.get("status", 502)) in (204, 304)
+        ):
+            raise ValueError("http status must be within 200..599 and carry a body (not 204/304)")
+        if fault == "http" and options.get("body", "html") not in ("html", "json"):
+            raise ValueError("body must be 'html' or 'json'")
+        if fault == "echo_cut" and options.get("form", "json") not in ("json", "text"):
+            raise ValueError("echo_cut form must be 'json' or 'text'")
         if times == 0:
             return
         if times < -1:
@@ -828,7 +995,7 @@ class Simulator:
 
     def insert_after(self, requests: int, endpoint: str, records: list[dict[str, Any]]) -> None:
         """Add ``records`` once ``requests`` successful answers of ``endpoint`` have been served."""
-        ep = check_endpoint(endpoint)
+        ep = _check_store(endpoint)
         if requests <= 0:
             self.add_calls(ep, records)
             return
@@ -885,8 +1052,8 @@ class Simulator:
                 return
             if self._latency_s:
                 time.sleep(self._latency_s)
-            req = _Req(h, path, body)
-            fault = self._take_fault(path, h.command == "POST" and path in _CALL_PATHS)
+            req = _Req(h, path, body, raw)
+            fault = self._take_fault(path, h.command == "POST" and path in _LIST_PATHS)
             if fault is not None:
                 stats._count("faults_served")
                 if fault.handler(self, req, fault.options):
@@ -938,7 +1105,10 @@ class Simulator:
         limit = min(limit, self.page_cap or limit)
         if page < 1 or req.ignore_page:
             page = 1
-        return (page - 1) * limit, limit
+        start = (page - 1) * limit
+        if self.offset_cap is not None and start >= self.offset_cap:
+            return start, 0  # past what the server serves: an empty page, the true count
+        return start, limit
 
     def _authorize(self, req: _Req, api: _Api) -> None:
         """Check the credential (and refuse_endpoint); call under self._lock."""
@@ -949,7 +1119,7 @@ class Simulator:
             except _Invalid:
                 ok = False
             if not ok:
-                raise _Reject(404, MSG_INDIA_AUTH if api.india else MSG_APP_AUTH)
+                raise _Reject(404, api.auth_msg or (MSG_INDIA_AUTH if api.india else MSG_APP_AUTH))
         elif not self._use_token(body[api.secret]):
             raise _Reject(404, MSG_BAD_TOKEN)
         refused = self._refused.get(req.path)
@@ -996,18 +1166,18 @@ class Simulator:
             self._authorize(req, api)
             store = self._stores[req.path]
             lo, hi = store.bounds(lo_ms, hi_ms, self.edges == "exclusive")
-            cdr = store.page(lo, hi, start, size, req.shuffle)
+            items = store.page(lo, hi, start, size, req.shuffle) if size else []
             self._after_success(req.path)
         if api.india:
-            return 200, {"total": hi - lo, "cdr": cdr}
-        return 200, {"count": hi - lo, "cdr": cdr, "code": 200}
+            return 200, {"total": hi - lo, api.items: items}
+        return 200, {"count": hi - lo, api.items: items, "code": 200}
 
-    def _analysis(self, req: _Req, api: _Api) -> tuple[int, dict[str, Any]]:
+    def _analysis(self, paths: tuple[str, ...], req: _Req, api: _Api) -> tuple[int, dict[str, Any]]:
         lo_ms, hi_ms, _, _ = self._parse(req, api)
         with self._lock:
             self._authorize(req, api)
             counts = []
-            for path in ACCOUNT_ENDPOINTS:  # answered, missed, out_answered, out_missed
+            for path in paths:  # answered, missed, out_answered, out_missed
                 lo, hi = self._stores[path].bounds(lo_ms, hi_ms, self.edges == "exclusive")
                 counts.append(hi - lo)
         answered, missed = counts[0] + counts[2], counts[1] + counts[3]
@@ -1022,7 +1192,26 @@ class Simulator:
             agents = self._agents[start : start + size]
         if req.path == USERS_V2_PATH:  # the older form: one `name`
             agents = [_v2_agent(a) for a in agents]
-        return 200, {"code": "cmi-2000" if api.india else 200, "status": "success", "count": count, "agents": agents}
+        answer: dict[str, Any] = {"code": "cmi-2000" if api.india else 200, "status": "success", "count": count}
+        if not self.users_count:
+            del answer["count"]
+        answer["agents"] = agents
+        return 200, answer
+
+    def _balance(self, req: _Req, api: _Api) -> tuple[int, dict[str, Any]]:
+        self._parse(req, api)
+        with self._lock:
+            self._authorize(req, api)
+            fields = dict(self.balance)
+        answer: dict[str, Any] = {"code": 200}
+        for key in ("expire", "sms", "balance"):
+            if key in fields:
+                answer[key] = fields.pop(key)
+        answer.update(fields)  # any extra field, after the documented ones
+        answer = {k: v for k, v in answer.items() if v is not DROP}
+        if api.india and isinstance(answer.get("balance"), int | float) and not isinstance(answer["balance"], bool):
+            answer["balance"] = str(answer["balance"])  # India: the number as a string
+        return 200, answer
 
     def _after_success(self, path: str) -> None:
         """Count a successful call-record answer for insert_after (called under self._lock)."""
@@ -1037,6 +1226,14 @@ class Simulator:
                     continue
             keep.append(item)
         self._pending = keep
+
+
+def _check_store(endpoint: str) -> str:
+    """The normalized path of a record store (a call list or a voicemail list), or ValueError."""
+    ep = normalize_endpoint(endpoint)
+    if ep not in _LIST_PATHS:
+        raise ValueError(f"unknown record path {endpoint!r}; known: {STORE_PATHS}")
+    return ep
 
 
 def _v2_agent(agent: dict[str, Any]) -> dict[str, Any]:

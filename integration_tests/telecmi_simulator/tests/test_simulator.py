@@ -26,15 +26,21 @@ from integration_tests.telecmi_simulator import (
     DEFAULT_APP_SECRET,
     DROP,
     FAULTS,
+    GLOBAL_VOICEMAIL,
     INDIA_ENDPOINTS,
+    INDIA_VOICEMAIL,
     MISSED,
     OUT_ANSWERED,
     OUT_MISSED,
+    STORE_PATHS,
     USER_ENDPOINTS,
+    VOICEMAIL_PATHS,
     Simulator,
     generate_agents,
     generate_calls,
+    generate_voicemails,
     make_call,
+    make_voicemail,
     server,
 )
 from integration_tests.telecmi_simulator.__main__ import main as cli_main
@@ -1191,3 +1197,489 @@ def test_cli_rejects_bad_arguments(argv, capsys):
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert "invalid" in err or "unknown" in err
+
+
+# ======================================================================= more of the account
+
+GV, IV = GLOBAL_VOICEMAIL, INDIA_VOICEMAIL
+
+
+def vm_post(sim: Simulator, path: str, **body: Any) -> Resp:
+    body.setdefault("appid", APP_ID)
+    body.setdefault("token" if path.startswith("/v1/") else "secret", SECRET)
+    body.setdefault("start_date", T0 - 10 * DAY)
+    body.setdefault("end_date", T0 + 10 * DAY)
+    return post(sim, path, body)
+
+
+@pytest.fixture
+def vm_sim():
+    calls = {ep: generate_calls(25, T0 - DAY, T0, seed=i, endpoint=ep) for i, ep in enumerate(CDR_ENDPOINTS)}
+    calls[GV] = generate_voicemails(35, T0 - DAY, T0, seed=1)  # voicemail paths are accepted by calls=
+    with Simulator(
+        calls=calls,
+        voicemails={IV: generate_voicemails(35, T0 - DAY, T0, seed=2, india=True)},
+        tokens=[TOKEN],
+        users={USER: PASSWORD},
+        apps={APP_ID: SECRET},
+        agents=generate_agents(23),
+    ) as s:
+        yield s
+
+
+def vm_key(r: dict) -> tuple:
+    return (r["time"], r.get("_id", r.get("voicename")))
+
+
+def test_generate_voicemails_and_make_voicemail():
+    a = generate_voicemails(400, T0 - DAY, T0, seed=3)
+    assert a == generate_voicemails(400, T0 - DAY, T0, seed=3) and a != generate_voicemails(400, T0 - DAY, T0, seed=4)
+    assert a == sorted(a, key=vm_key, reverse=True)
+    for r in a:
+        assert list(r) == ["time", "from", "voicename"]
+        assert T0 - DAY <= r["time"] <= T0 and isinstance(r["from"], int) and len(str(r["from"])) == 12
+        assert r["voicename"] == f"{r['time']}_{r['from']}.mp3"
+    assert len({r["voicename"] for r in a}) == 400
+    times = [r["time"] for r in a]
+    assert 10 < len(times) - len(set(times)) < 100  # some share a millisecond
+    assert max(times) - min(times) > DAY // 2  # spread over the range
+    india = generate_voicemails(50, T0 - DAY, T0, seed=3, india=True)
+    assert all(len(r["_id"]) == 24 and int(r["_id"], 16) >= 0 for r in india)
+    assert india == sorted(india, key=vm_key, reverse=True) and len({r["_id"] for r in india}) == 50
+    assert generate_voicemails(0, T0, T0) == []
+    with pytest.raises(ValueError):
+        generate_voicemails(1, T0, T0 - 1)
+    v = make_voicemail(T0, voicename="x.mp3")
+    assert v["time"] == T0 and v["voicename"] == "x.mp3" and "_id" not in v
+    assert make_voicemail(T0)["voicename"] != make_voicemail(T0)["voicename"]
+    assert make_voicemail(T0, india=True, _id="abc")["_id"] == "abc"
+    assert "from" not in make_voicemail(T0, **{"from": DROP})
+    assert VOICEMAIL_PATHS == ("/v2/voicemail", "/v1/voicemail")
+    assert (*CDR_ENDPOINTS, *VOICEMAIL_PATHS) == STORE_PATHS
+
+
+@pytest.mark.parametrize("path", [GLOBAL_VOICEMAIL, INDIA_VOICEMAIL])
+def test_voicemail_endpoints(vm_sim, path):
+    india = path == IV
+    total = "total" if india else "count"
+    everything = vm_sim.records(path)
+    assert len(everything) == 35 and everything == sorted(everything, key=vm_key, reverse=True)
+    pages = [vm_post(vm_sim, path, page=p, limit=10).json for p in (1, 2, 3, 4, 5)]
+    for p in pages:
+        assert set(p) == ({"total", "voicemail"} if india else {"count", "voicemail", "code"})
+        assert p[total] == 35 and p.get("code", 200) == 200
+    assert [r for p in pages for r in p["voicemail"]] == everything and pages[4]["voicemail"] == []
+    assert vm_post(vm_sim, path).json["voicemail"] == everything[:10]  # default limit 10
+    too_big = vm_post(vm_sim, path, limit=11).json
+    assert too_big["code"] == 400 and too_big["msg"] == "Parameter limit lesser then equals 10"
+    assert ("error" in too_big) is not india
+    bad = vm_post(vm_sim, path, **{"token" if india else "secret": "nope"}).json
+    if india:
+        assert bad == {"code": 404, "msg": "Invalid app id or secret, authentication failed"}
+        # the secret travels as `token`: `secret` alone is a missing parameter
+        body = {"appid": APP_ID, "secret": SECRET, "start_date": 0, "end_date": 2 * T0}
+        assert post(vm_sim, path, body).json == {"code": 400, "msg": "Parameter missing"}
+    else:
+        assert bad == {"code": 404, "error": True, "msg": "Authentication Failed"}
+    assert vm_post(vm_sim, path, start_date=None).json["msg"] == "Parameter missing"
+    mid = everything[17]["time"]
+    ans = vm_post(vm_sim, path, start_date=mid, end_date=T0).json
+    assert ans[total] == sum(r["time"] >= mid for r in everything)
+    # records() and add_calls() / insert_after() take the voicemail paths
+    late = make_voicemail(T0 + 1, india=india)
+    vm_sim.insert_after(1, path, [late])
+    assert vm_post(vm_sim, path).json[total] == 35
+    assert vm_post(vm_sim, path).json["voicemail"][0] == late
+    vm_sim.refuse_endpoint(path)
+    assert vm_post(vm_sim, path).json["code"] == 403
+
+
+@pytest.mark.parametrize("edges", ["inclusive", "exclusive"])
+def test_voicemail_window_edges_and_error_placement(edges):
+    lo, hi = T0, T0 + 1000
+    times = {"before": lo - 1, "on-from": lo, "inside": lo + 500, "on-to": hi, "after": hi + 1}
+    recs = {GV: [make_voicemail(t, voicename=n) for n, t in times.items()]}
+    recs[IV] = [make_voicemail(t, india=True, _id=n) for n, t in times.items()]
+    with Simulator(voicemails=recs, apps={APP_ID: SECRET}, edges=edges, error_placement="status") as s:
+        want = ["on-to", "inside", "on-from"] if edges == "inclusive" else ["inside"]
+        ans = vm_post(s, GV, start_date=lo, end_date=hi).json
+        assert [r["voicename"] for r in ans["voicemail"]] == want and ans["count"] == len(want)
+        ans = vm_post(s, IV, start_date=lo, end_date=hi).json
+        assert [r["_id"] for r in ans["voicemail"]] == want and ans["total"] == len(want)
+        assert vm_post(s, GV, secret="x").status == 404 and vm_post(s, IV, token="x").status == 404
+    with pytest.raises(ValueError):
+        Simulator(voicemails={"/v2/answered": []})
+
+
+def test_calls_faults_match_voicemail_paths(vm_sim):
+    full = vm_post(vm_sim, GV).json
+    for fault, opts in (("inflate_count", {"extra": 5}), ("short_page", {}), ("ignore_page", {})):
+        vm_sim.inject(fault, **opts)
+    assert app_post(vm_sim, "/v3/user/list").json["count"] == 23  # a users list does not use them up
+    assert vm_post(vm_sim, "/v2/balance").json["code"] == 200  # nor a balance
+    assert vm_post(vm_sim, GV).json["count"] == 40
+    assert vm_post(vm_sim, GV).json["voicemail"] == full["voicemail"][:7]
+    assert vm_post(vm_sim, GV, page=3).json == full
+    vm_sim.inject("time_as", form="string", endpoint=IV)
+    assert all(isinstance(r["time"], str) for r in vm_post(vm_sim, IV).json["voicemail"])
+    vm_sim.inject("surrogate")
+    r = vm_post(vm_sim, GV)
+    assert r.json["voicemail"][0]["voicename"] == full["voicemail"][0]["voicename"] + "\ud83d"
+    assert vm_post(vm_sim, GV).json == full  # the store is untouched
+    tied = [make_voicemail(T0, voicename=f"v{i:02d}.mp3") for i in range(30)]
+    with Simulator(voicemails={GV: tied}, apps={APP_ID: SECRET}) as s:
+        stable = [r["voicename"] for r in vm_post(s, GV).json["voicemail"]]
+        assert stable == [f"v{i:02d}.mp3" for i in range(29, 19, -1)]  # ties: voicename descending
+        s.inject("shuffle_ties", times=-1)
+        assert len({tuple(r["voicename"] for r in vm_post(s, GV).json["voicemail"]) for _ in range(5)}) > 1
+
+
+def test_offset_cap():
+    calls = {
+        ACC_ANSWERED: generate_calls(500, T0 - DAY, T0, endpoint=ACC_ANSWERED),
+        IN_MISSED: generate_calls(50, T0 - DAY, T0, endpoint=IN_MISSED),
+        GV: generate_voicemails(50, T0 - DAY, T0),
+        OUT_MISSED: generate_calls(50, T0 - DAY, T0),
+    }
+    with Simulator(calls=calls, tokens=[TOKEN], apps={APP_ID: SECRET}, agents=generate_agents(23), offset_cap=400) as s:
+        everything = s.records(ACC_ANSWERED)
+        p20 = app_post(s, ACC_ANSWERED, page=20, limit=20).json
+        assert p20["count"] == 500 and p20["cdr"] == everything[380:400]
+        for page in (21, 22, 25):
+            ans = app_post(s, ACC_ANSWERED, page=page, limit=20).json
+            assert ans == {"count": 500, "cdr": [], "code": 200}
+        assert app_post(s, ACC_ANSWERED, page=40, limit=10).json["cdr"] == everything[390:400]
+        assert app_post(s, ACC_ANSWERED, page=41, limit=10).json["cdr"] == []
+        s.page_cap = 10  # the offset after page_cap: pages of 20 asked, 10 served
+        assert app_post(s, ACC_ANSWERED, page=40, limit=20).json["cdr"] == everything[390:400]
+        assert app_post(s, ACC_ANSWERED, page=41, limit=20).json["cdr"] == []
+        s.page_cap = None
+        s.inject("ignore_page")
+        assert app_post(s, ACC_ANSWERED, page=21, limit=20).json["cdr"] == everything[:20]
+        s.offset_cap = 20  # every paged list: calls, India, voicemails, users
+        assert app_post(s, IN_MISSED, page=3, limit=10).json == {"total": 50, "cdr": []}
+        assert len(app_post(s, IN_MISSED, page=2, limit=10).json["cdr"]) == 10
+        assert vm_post(s, GV, page=3).json == {"count": 50, "voicemail": [], "code": 200}
+        assert cdr(s, page=3).json == {"count": 50, "cdr": [], "code": 200}
+        for path in ("/v3/user/list", "/v2/user/list", "/v1/agent/list"):
+            ans = app_post(s, path, page=3, limit=10).json
+            assert ans["count"] == 23 and ans["agents"] == []
+            assert len(app_post(s, path, page=2, limit=10).json["agents"]) == 10
+
+
+def test_users_count_off(app_sim):
+    app_sim.users_count = False
+    agents = generate_agents(23)
+    for path in ("/v3/user/list", "/v2/user/list", "/v1/agent/list"):
+        pages = [app_post(app_sim, path, page=p, limit=10).json for p in (1, 2, 3)]
+        assert all("count" not in p and p["status"] == "success" for p in pages)
+        assert [a["agent_id"] for p in pages for a in p["agents"]] == [a["agent_id"] for a in agents]
+    assert "count" in app_post(app_sim, ACC_MISSED).json  # only the users lists
+    with Simulator(apps={APP_ID: SECRET}, agents=agents, users_count=False) as s:
+        assert set(app_post(s, "/v3/user/list").json) == {"code", "status", "agents"}
+
+
+class ListLimiter:
+    """Answers take() from a script, then True; thread-safe."""
+
+    def __init__(self, script: list[bool]) -> None:
+        self.script, self.calls, self.lock = list(script), 0, threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            self.calls += 1
+            return self.script.pop(0) if self.script else True
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "retry_after"),
+    [("retry_after", 429, "1"), ("retry_after_zero", 429, "0"), ("no_retry_after", 429, None), ("body", 200, None)],
+)
+def test_limiter_hook(form, status, retry_after):
+    limiter = ListLimiter([True, False, True, False])
+    with Simulator(tokens=[TOKEN], limiter=limiter, rate_limit=0.001, rate_limit_form=form) as s:
+        answers = [cdr(s) for _ in range(6)]
+        assert [r.json["code"] for r in answers] == [200, 429, 200, 429, 200, 200]  # rate_limit is ignored
+        refused = answers[1]
+        assert refused.status == status and refused.headers.get("retry-after") == retry_after
+        assert refused.json == {"code": 429, "error": True, "msg": "Too many requests, please try again later"}
+        assert limiter.calls == 6 and s.stats.rate_limited == 2
+    with pytest.raises(TypeError):
+        Simulator(limiter=object())
+
+
+@pytest.mark.parametrize("retry_after", ["0", "-5", "soon", "99999", 0, 7, 2.5])
+def test_fault_429_sends_retry_after_as_given(sim, retry_after):
+    sim.inject("429", retry_after=retry_after)
+    r = cdr(sim)
+    assert r.status == 429 and r.headers["retry-after"] == str(retry_after)
+    sim.inject("429", retry_after=None)
+    assert "retry-after" not in cdr(sim).headers
+
+
+def test_refuse_once_on_a_streams_first_request(app_sim):
+    app_sim.inject("refuse", times=1, endpoint=ACC_MISSED, code=403)
+    first = app_post(app_sim, ACC_MISSED)
+    assert first.status == 200
+    assert first.json == {"code": 403, "error": True, "msg": "You are not authorized to access this resource"}
+    assert app_post(app_sim, ACC_ANSWERED).json["code"] == 200  # other streams: untouched
+    second = app_post(app_sim, ACC_MISSED).json
+    assert second["code"] == 200 and second["count"] == 25 and len(second["cdr"]) == 10
+    assert app_sim.pending_faults() == 0
+
+
+@pytest.mark.parametrize("status", [408, 425, 500, 502, 503, 504, 520, 521, 522, 523, 524, 599])
+def test_fault_http_any_status(app_sim, status):
+    app_sim.inject("http", status=status)
+    r = cdr(app_sim)
+    assert r.status == status and r.headers["content-type"].startswith("text/html")
+    assert f"{status}".encode() in r.raw and b"<html" in r.raw
+    with pytest.raises(ValueError):
+        json.loads(r.raw)
+    if 520 <= status <= 524:
+        assert b"cloudflare" in r.raw.lower()
+    app_sim.inject("http", status=status, body="json", endpoint=IN_MISSED, retry_after="30")
+    r = app_post(app_sim, IN_MISSED)
+    assert r.status == status and r.headers["retry-after"] == "30"
+    assert set(r.json) == {"message"} and r.json["message"]  # no TeleCMI `code`
+    assert cdr(app_sim).json["code"] == 200
+
+
+def test_fault_http_status_line_and_guards(sim):
+    sim.inject("http", status=522)
+    conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=5)
+    conn.request("POST", OUT_MISSED, json.dumps({"token": TOKEN, "from": 0, "to": 1}).encode())
+    r = conn.getresponse()
+    assert (r.status, r.reason) == (522, "Connection timed out")
+    r.read()
+    conn.close()
+    sim.inject("http")  # default: 502, HTML
+    assert cdr(sim).status == 502
+    for bad in ({"status": 99}, {"status": 600}, {"status": 204}, {"body": "xml"}):
+        with pytest.raises(ValueError):
+            sim.inject("http", **bad)
+    with pytest.raises(ValueError):
+        sim.inject("echo_cut", form="xml")
+
+
+def test_fault_no_count(vm_sim):
+    vm_sim.inject("no_count", times=6)
+    ans = cdr(vm_sim).json
+    assert set(ans) == {"cdr", "code"} and len(ans["cdr"]) == 10
+    assert set(app_post(vm_sim, IN_MISSED).json) == {"cdr"}
+    assert set(vm_post(vm_sim, GV).json) == {"voicemail", "code"}
+    assert set(vm_post(vm_sim, IV).json) == {"voicemail"}
+    assert set(app_post(vm_sim, "/v3/user/list").json) == {"code", "status", "agents"}  # any path
+    assert set(app_post(vm_sim, "/v2/analysis").json) == {"code", "answered", "missed"}
+    assert cdr(vm_sim).json["count"] == 25
+
+
+def test_fault_echo_cut(app_sim):
+    raw = b'{"appid": 1111112,   "token": "s3cret",\n "start_date": 0, "end_date": 1, "page": 1}'
+    app_sim.inject("echo_cut", length=34, endpoint=IN_MISSED)
+    r = post(app_sim, IN_MISSED, raw)
+    assert r.status == 200
+    assert r.json == {"code": 400, "msg": "Invalid parameters: " + raw.decode()[:34]}  # India's envelope
+    assert "s3c" in r.json["msg"] and SECRET not in r.json["msg"]  # the secret cut in the middle
+    app_sim.inject("echo_cut")  # default length 200: the whole body here
+    r = cdr(app_sim)
+    body = json.dumps({"token": TOKEN, "from": T0 - 10 * DAY, "to": T0 + 10 * DAY})
+    assert r.json == {"code": 400, "error": True, "msg": f"Invalid parameters: {body}"}
+    app_sim.inject("echo_cut", length=30, status=500)
+    r = app_post(app_sim, ACC_MISSED)
+    assert r.status == 500 and r.json["code"] == 400 and r.json["error"] is True
+    assert len(r.json["msg"]) == len("Invalid parameters: ") + 30
+    app_sim.inject("echo_cut", length=25, status=400, form="text")
+    r = post(app_sim, "/v2/user/login", {"id": USER, "password": PASSWORD})
+    assert r.status == 400 and r.headers["content-type"].startswith("text/plain")
+    assert r.raw.decode() == "Bad request: " + json.dumps({"id": USER, "password": PASSWORD})[:25]
+    app_sim.inject("echo_cut", endpoint="/v1/balance")
+    assert app_post(app_sim, "/v1/balance").json["msg"].startswith('Invalid parameters: {"appid": 1111112')
+    assert post(app_sim, OUT_MISSED, b"").json["msg"] == "Parameter missing"  # consumed: back to normal
+    with Simulator(tokens=[TOKEN], error_placement="status") as s:
+        s.inject("echo_cut", length=5)
+        r = cdr(s)
+        assert r.status == 400 and r.json["msg"] == 'Invalid parameters: {"tok'
+
+
+def test_fault_odd_rates():
+    calls = {
+        IN_OUT_ANSWERED: generate_calls(300, T0 - DAY, T0, endpoint=IN_OUT_ANSWERED),
+        ACC_OUT_ANSWERED: generate_calls(30, T0 - DAY, T0, endpoint=ACC_OUT_ANSWERED),
+    }
+    with Simulator(calls=calls, voicemails={GV: generate_voicemails(10, T0 - DAY, T0)}, apps={APP_ID: SECRET}) as s:
+        stored = s.records(IN_OUT_ANSWERED)
+        s.inject("odd_rates", times=-1)
+        seen = [r for p in range(1, 31) for r in app_post(s, IN_OUT_ANSWERED, page=p).json["cdr"]]
+        assert [r["_id"] for r in seen] == [r["_id"] for r in stored]
+        odd = [r for r in seen if r["rate"] in ("", "NA")]
+        assert 60 < len(odd) < 140  # about a third
+        assert {r["rate"] for r in odd} == {"", "NA"}
+        assert all(r["rate"] == st["rate"] for r, st in zip(seen, stored, strict=True) if r not in odd)
+        again = [r for p in range(1, 31) for r in app_post(s, IN_OUT_ANSWERED, page=p).json["cdr"]]
+        assert again == seen  # the same record looks the same on every request
+        assert any(r["rate"] in ("", "NA") for r in app_post(s, ACC_OUT_ANSWERED, limit=20).json["cdr"])
+        assert vm_post(s, GV).json["voicemail"] == s.records(GV)  # no rate to replace
+        s.clear_faults()
+        s.inject("odd_rates", times=-1, forms=(None, "-", "N/A"))
+        forms = {r["rate"] for p in range(1, 31) for r in app_post(s, IN_OUT_ANSWERED, page=p).json["cdr"]}
+        assert {None, "-", "N/A"} <= forms
+        s.clear_faults()
+        assert [r for p in range(1, 31) for r in app_post(s, IN_OUT_ANSWERED, page=p).json["cdr"]] == stored
+
+
+def test_generate_calls_long_numbers():
+    for ep in (OUT_MISSED, MISSED, ACC_OUT_ANSWERED, ACC_ANSWERED, IN_OUT_MISSED, IN_MISSED):
+        outgoing = ep in (OUT_MISSED, ACC_OUT_ANSWERED, IN_OUT_MISSED)
+        key = "to" if outgoing else "from"
+        plain = generate_calls(200, T0 - DAY, T0, seed=5, endpoint=ep)
+        long = generate_calls(200, T0 - DAY, T0, seed=5, endpoint=ep, long_numbers=True)
+        assert long == generate_calls(200, T0 - DAY, T0, seed=5, endpoint=ep, long_numbers=True)
+        assert all(isinstance(r[key], int) and 20 <= len(str(r[key])) <= 22 for r in long)
+        assert {len(str(r[key])) for r in long} == {20, 21, 22}
+        assert [{k: v for k, v in r.items() if k != key} for r in long] == [
+            {k: v for k, v in r.items() if k != key} for r in plain
+        ]
+    recs = generate_calls(10, T0 - DAY, T0, endpoint=ACC_OUT_MISSED, long_numbers=True)
+    with Simulator(calls={ACC_OUT_MISSED: recs}, apps={APP_ID: SECRET}) as s:
+        r = app_post(s, ACC_OUT_MISSED)
+        assert f'"to":{recs[0]["to"]},'.encode() in r.raw  # an exact JSON integer
+        assert [x["to"] for x in r.json["cdr"]] == [x["to"] for x in recs]
+
+
+def test_generate_agents_nested_secrets_and_varied_types():
+    plain = generate_agents(30, seed=4)
+    nested = generate_agents(30, seed=4, nested_secrets=True)
+    assert nested == generate_agents(30, seed=4, nested_secrets=True)
+    assert nested != generate_agents(30, seed=5, nested_secrets=True)
+    secrets = [a["password"] for a in nested]
+    for a, p in zip(nested, plain, strict=True):
+        assert {k: v for k, v in a.items() if k not in ("sip", "devices", "settings")} == p
+        assert set(a["sip"]) == {"username", "password", "domain"}
+        assert 1 <= len(a["devices"]) <= 3
+        assert all(set(d) == {"name", "password", "pin"} and d["pin"] == "4821" for d in a["devices"])
+        assert set(a["settings"]) == {"voicemail_pin", "api_token"}
+        secrets += [a["sip"]["password"], a["settings"]["voicemail_pin"], a["settings"]["api_token"]]
+        secrets += [d["password"] for d in a["devices"]]
+    assert len(secrets) == len(set(secrets)) and all(len(x) >= 8 for x in secrets)
+    assert any(len(a["devices"]) > 1 for a in nested)
+
+    varied = generate_agents(30, seed=4, varied_types=True)
+    assert varied == generate_agents(30, seed=4, varied_types=True)
+    for key in ("extension", "phone", "start_time", "end_time"):
+        assert {type(a[key]) for a in varied} == {int, str}
+        assert [int(a[key]) for a in varied] == [p[key] for p in plain]  # same values
+    truth = {"true": True, "false": False}
+    assert [truth.get(a["notify"], bool(a["notify"])) for a in varied] == [p["notify"] for p in plain]
+    forms = {(type(a["notify"]), a["notify"]) for a in varied}
+    assert forms == {(bool, True), (str, "true"), (int, 1), (bool, False), (str, "false"), (int, 0)}
+    for a, p in zip(varied, plain, strict=True):
+        assert {k: a[k] for k in ("agent_id", "first_name", "last_name", "password")} == {
+            k: p[k] for k in ("agent_id", "first_name", "last_name", "password")
+        }
+    both = generate_agents(30, seed=4, nested_secrets=True, varied_types=True)
+    assert [a["sip"] for a in both] == [a["sip"] for a in nested]
+    with Simulator(apps={APP_ID: SECRET}, agents=both) as s:
+        assert app_post(s, "/v3/user/list", limit=20).json["agents"] == both[:20]
+
+
+def test_balance():
+    with Simulator(apps={APP_ID: SECRET}) as s:
+        r = post(s, "/v2/balance", {"appid": APP_ID, "secret": SECRET})
+        assert r.status == 200
+        assert r.json == {"code": 200, "expire": 1798761600000, "sms": 10969, "balance": 1765.5}
+        assert list(r.json) == ["code", "expire", "sms", "balance"]
+        india = post(s, "/v1/balance", {"appid": APP_ID, "token": SECRET}).json
+        assert india == {"code": 200, "expire": 1798761600000, "sms": 10969, "balance": "1765.5"}
+        assert post(s, "/v2/balance", {"appid": APP_ID, "secret": "x"}).json == {
+            "code": 404,
+            "error": True,
+            "msg": "Invalid app id or secret, authentication failed",
+        }
+        assert post(s, "/v1/balance", {"appid": APP_ID, "token": "x"}).json == {
+            "code": 404,
+            "msg": "Invalid app id or secret, authentication failed",
+        }
+        assert post(s, "/v1/balance", {"appid": APP_ID, "secret": SECRET}).json == {
+            "code": 400,
+            "msg": "Parameter missing",
+        }
+        assert post(s, "/v2/balance", {"appid": APP_ID}).json["msg"] == "Parameter missing"
+        s.balance["balance"] = 17507.49999999892
+        assert post(s, "/v1/balance", {"appid": APP_ID, "token": SECRET}).json["balance"] == "17507.49999999892"
+        s.inject("string_code", endpoint="/v2/balance")
+        assert post(s, "/v2/balance", {"appid": APP_ID, "secret": SECRET}).json["code"] == "200"
+    with Simulator(apps={APP_ID: SECRET}, balance={"balance": 0, "sms": DROP}, error_placement="status") as s:
+        assert post(s, "/v2/balance", {"appid": APP_ID, "secret": SECRET}).json == {
+            "code": 200,
+            "expire": 1798761600000,
+            "balance": 0,
+        }
+        assert post(s, "/v1/balance", {"appid": APP_ID, "token": SECRET}).json["balance"] == "0"
+        assert post(s, "/v2/balance", {"appid": APP_ID, "secret": "x"}).status == 404
+
+
+def test_india_analysis(app_sim):
+    ans = vm_post(app_sim, "/v1/analysis").json
+    assert ans == {"code": 200, "total": 100, "answered": 50, "missed": 50}
+    app_sim.add_calls(IN_OUT_ANSWERED, [make_call(T0, endpoint=IN_OUT_ANSWERED)])
+    app_sim.add_calls(IN_MISSED, [make_call(T0, endpoint=IN_MISSED)] * 2)
+    assert vm_post(app_sim, "/v1/analysis").json == {
+        "code": 200,
+        "total": 103,
+        "answered": 51,
+        "missed": 52,
+    }
+    assert app_post(app_sim, "/v2/analysis").json["total"] == 100  # the account stores only
+    assert vm_post(app_sim, "/v1/analysis", token="x").json == {
+        "code": 404,
+        "msg": "Invalid app id or secret, authentication failed",
+    }
+    body = {"appid": APP_ID, "token": SECRET, "start_date": 0}
+    assert post(app_sim, "/v1/analysis", body).json == {"code": 400, "msg": "Parameter missing"}
+    app_sim.inject("inflate_count")  # a *calls* fault: not used up by the analysis
+    assert vm_post(app_sim, "/v1/analysis").json["total"] == 103
+    assert app_sim.pending_faults() == 1
+
+
+@pytest.mark.parametrize("edges", ["inclusive", "exclusive"])
+def test_analysis_counts_edges_like_the_lists(edges):
+    lo, hi = T0, T0 + 60_000
+    calls = {}
+    for i, ep in enumerate((*ACCOUNT_ENDPOINTS, *INDIA_ENDPOINTS)):
+        # calls on both edges, just outside and inside, a different mix per list
+        times = [lo] * (i % 3 + 1) + [hi] * (i % 2 + 1) + [lo - 1, hi + 1] + [lo + 1000 * j for j in range(1, i + 2)]
+        calls[ep] = [make_call(t, endpoint=ep) for t in times]
+    with Simulator(calls=calls, apps={APP_ID: SECRET}, edges=edges) as s:
+        for path, lists, total_key in (
+            ("/v2/analysis", ACCOUNT_ENDPOINTS, "count"),
+            ("/v1/analysis", INDIA_ENDPOINTS, "total"),
+        ):
+            counts = [app_post(s, ep, start_date=lo, end_date=hi).json[total_key] for ep in lists]
+            ans = app_post(s, path, token=SECRET, start_date=lo, end_date=hi).json
+            assert ans["answered"] == counts[0] + counts[2] and ans["missed"] == counts[1] + counts[3]
+            assert ans["total"] == sum(counts)
+            edge_calls = sum(
+                sum(r["time"] in (lo, hi) for r in s.records(ep)) for ep in lists
+            )  # on the edges: counted exactly when the lists return them
+            inside = sum(sum(lo < r["time"] < hi for r in s.records(ep)) for ep in lists)
+            assert ans["total"] == inside + (edge_calls if edges == "inclusive" else 0)
+
+
+def test_stats_request_times(sim, monkeypatch):
+    before = time.monotonic()
+    cdr(sim)
+    cdr(sim, token="bogus")
+    mark = time.monotonic()
+    assert len(sim.stats.request_times) == 2 and sim.stats.request_times == sorted(sim.stats.request_times)
+    assert all(before <= t <= mark for t in sim.stats.request_times)
+    assert not any(t > mark for t in sim.stats.request_times)  # nothing arrived after `mark`
+    cdr(sim)
+    assert sim.stats.request_times[-1] > mark and sim.stats.last_request_time == sim.stats.request_times[-1]
+    sim.stats.reset()
+    assert sim.stats.request_times == [] and sim.stats.last_request_time is None
+    monkeypatch.setattr(server, "BODIES_CAP", 2)
+    for _ in range(3):
+        cdr(sim)
+    assert len(sim.stats.request_times) == 2 and sim.stats.request_times_dropped == 1
+    assert sim.stats.last_request_time > sim.stats.request_times[-1]  # the latest is kept apart
