@@ -1,6 +1,6 @@
 """Runs the connector from a checkout: `python main.py spec|check|discover|read ...`."""
 
-from source_telecmi.run import run
+from source_telecmi.run import main
 
 if __name__ == "__main__":
-    run()
+    main()

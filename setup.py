@@ -26,5 +26,5 @@ setup(
     install_requires=MAIN_REQUIREMENTS,
     extras_require={"tests": TEST_REQUIREMENTS},
     package_data={"source_telecmi": ["spec.json", "schemas/*.json", "schemas/shared/*.json"]},
-    entry_points={"console_scripts": ["source-telecmi=source_telecmi.run:run"]},
+    entry_points={"console_scripts": ["source-telecmi=source_telecmi.run:main"]},
 )

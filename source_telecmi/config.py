@@ -11,10 +11,12 @@ from urllib.parse import urlsplit
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_telecmi.telecmi import Credentials, register_secret
+from source_telecmi.credentials import Credentials
+from source_telecmi.platforms import REGIONS, Platform, platform_for
+from source_telecmi.secrets import register_secret
 from source_telecmi.timeline import days_ms, format_ms, now_ms, parse_utc
 
-API_URLS = {"global": "https://rest.telecmi.com", "india": "https://piopiy.telecmi.com"}
+API_URLS = REGIONS
 DEFAULT_API_URL = API_URLS["global"]
 DEFAULT_LOOKBACK_DAYS = 1
 # The ceiling of requests in flight: the connector comes down from it by itself under a rate limit.
@@ -41,6 +43,11 @@ class TelecmiConfig:
     api_url: str
     num_workers: int
     region: str = "global"
+
+    @property
+    def platform(self) -> Platform:
+        """The platform these credentials read in this region."""
+        return platform_for(self.region, self.credentials.kind)
 
     @classmethod
     def parse(cls, config: Mapping[str, Any], sync_started_at: Optional[int] = None) -> TelecmiConfig:
@@ -100,7 +107,7 @@ def _credentials(credentials: Any) -> Credentials:
         if isinstance(app_id, str) and app_id.strip().isdigit():
             app_id = int(app_id.strip())
         if isinstance(app_id, bool) or not isinstance(app_id, int) or app_id <= 0:
-            raise ConfigError(f"credentials.app_id must be the app's number, like 1111112, got {app_id!r}")
+            raise ConfigError("credentials.app_id must be the app's number, digits only, like 1111112")
         if not isinstance(secret, str) or not secret.strip():
             raise ConfigError("credentials.app_secret is empty: paste the app secret from the TeleCMI dashboard")
         return Credentials(kind="app", app_id=app_id, app_secret=secret.strip())

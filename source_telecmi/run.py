@@ -1,20 +1,38 @@
-"""The `source-telecmi` console script: the CDK's entrypoint, with config errors that name their field."""
+"""The `source-telecmi` console script: the CDK's entrypoint, masked output, and a process that ends with its sync.
 
+- Every line the process prints goes through one buffer (the CDK's logs, its traces, our
+  messages, anything written to stderr), and masking is the last thing done to it: records and
+  states are printed as they are (they carry no secret, and a short password masked inside an
+  agent id or an instant would corrupt them), every other line is masked whole and in pieces.
+- When stdout closes (the platform cancelled the sync) or the sync fails, the process exits at
+  once: no worker sleeping in a retry outlives the sync, and no further request goes out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
 import sys
+import threading
+import traceback
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Optional
 
 from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.logger import PRINT_BUFFER
-from airbyte_cdk.models import ConnectorSpecification
-from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
+from airbyte_cdk.models import AirbyteLogMessage, AirbyteMessage, ConnectorSpecification, FailureType, Level, Type
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import best_match
 
 from source_telecmi.config import ConfigError, TelecmiConfig
+from source_telecmi.secrets import mask
 from source_telecmi.source import SourceTelecmi
 
-RECORD = '{"type":"RECORD"'
+UNMASKED = ('{"type":"RECORD"', '{"type":"STATE"')
+STDOUT_CLOSED_EXIT = 141  # as a process killed by SIGPIPE
+WATCH_INTERVAL_S = 0.5
 
 
 class TelecmiEntrypoint(AirbyteEntrypoint):
@@ -22,26 +40,172 @@ class TelecmiEntrypoint(AirbyteEntrypoint):
 
     The CDK's own check against the spec reports a raw schema message ("0 is less than the minimum
     of 1"); the connector's config checks run first and name the field, then the spec is checked
-    with the field's path in the message.
+    with the field's path in the message. An `app_id` saved as a number by an older version is
+    the digit string the spec asks for.
     """
 
     @staticmethod
     def validate_connection(source_spec: ConnectorSpecification, config: Mapping[str, Any]) -> None:
         TelecmiConfig.parse(config)
-        error = best_match(Draft7Validator(source_spec.connectionSpecification).iter_errors(dict(config)))
+        error = best_match(Draft7Validator(source_spec.connectionSpecification).iter_errors(as_specified(config)))
         if error is not None:
             where = ".".join(str(part) for part in error.absolute_path) or "the config"
             raise ConfigError(f"{where}: {error.message}")
 
 
-def run() -> None:
-    """Run the connector with the Airbyte protocol arguments given on the command line."""
-    entrypoint = TelecmiEntrypoint(SourceTelecmi())
-    parsed = entrypoint.parse_args(sys.argv[1:])
-    with PRINT_BUFFER:
-        for message in entrypoint.run(parsed):
-            # Every line but records, not only the CDK's logs: TeleCMI may echo a secret into an error
-            # that this connector (or the CDK's concurrent reader) puts in a TRACE message unfiltered.
-            # Records carry no secret (users' passwords are dropped) and are never rewritten: a
-            # short password masked inside an agent id would corrupt the record.
-            print(f"{message if message.startswith(RECORD) else filter_secrets(message)}\n", end="")
+def as_specified(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config in the spec's types: an integer app id as its digits."""
+    out = dict(config)
+    credentials = out.get("credentials")
+    app_id = credentials.get("app_id") if isinstance(credentials, Mapping) else None
+    if isinstance(app_id, int) and not isinstance(app_id, bool):
+        out["credentials"] = {**credentials, "app_id": str(app_id)}
+    return out
+
+
+class MaskedStream:
+    """A stream that masks every complete line written to it, but records and states, before passing it on.
+
+    Installed as stdout and stderr, and as `sys.__stdout__` (where the CDK's print buffer writes):
+    every output path of the process ends here. On stdout, a line that is not a protocol message
+    (a stray warning) is passed on as a LOG message, so every line stays a valid AirbyteMessage.
+    """
+
+    def __init__(self, target: Any, protocol: bool) -> None:
+        self._target = target
+        self._protocol = protocol
+        self._partial = ""
+        self._lock = threading.RLock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            complete, newline, self._partial = (self._partial + text).rpartition("\n")
+            if newline:
+                self._send(self._shape(complete + newline))
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._send("")
+
+    def close_line(self) -> None:
+        """Pass on a last line that did not end with a newline."""
+        with self._lock:
+            if self._partial:
+                partial, self._partial = self._partial, ""
+                self._send(self._shape(partial + "\n"))
+
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    def _shape(self, text: str) -> str:
+        lines = []
+        for line in text.splitlines(keepends=True):
+            if line.startswith(UNMASKED) or not line.strip():
+                lines.append(line)
+            elif not self._protocol:
+                lines.append(mask(line))
+            else:
+                lines.append(masked_message(line))
+        return "".join(lines)
+
+    def _send(self, text: str) -> None:
+        try:
+            if text:
+                self._target.write(text)
+            self._target.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            os._exit(STDOUT_CLOSED_EXIT)  # nobody reads: the sync was cancelled
+
+
+def masked_message(line: str) -> str:
+    """A protocol line with every string in it masked (numbers are left alone: masking them breaks the JSON);
+    a line that is no protocol message (a stray warning) becomes a LOG message."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return as_log_line(mask(line.rstrip("\n")))
+    if not isinstance(message, dict) or "type" not in message:
+        return as_log_line(mask(line.rstrip("\n")))
+    return json.dumps(masked_strings(message), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def masked_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {key: masked_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [masked_strings(item) for item in value]
+    return value
+
+
+def as_log_line(text: str) -> str:
+    log = AirbyteMessage(type=Type.LOG, log=AirbyteLogMessage(level=Level.WARN, message=text))
+    return AirbyteEntrypoint.airbyte_message_to_string(log) + "\n"
+
+
+def watch_stdout() -> None:
+    """Exit as soon as whoever reads stdout is gone, even while nothing is printed (workers in retry waits)."""
+    try:
+        fd = sys.__stdout__.fileno()  # type: ignore[union-attr]
+        poller = select.poll()
+        poller.register(fd, select.POLLERR | select.POLLHUP)
+    except (AttributeError, OSError, ValueError):
+        return
+
+    def watch() -> None:
+        while True:
+            if poller.poll(WATCH_INTERVAL_S * 1000):
+                os._exit(STDOUT_CLOSED_EXIT)
+
+    threading.Thread(target=watch, name="stdout-watch", daemon=True).start()
+
+
+def failure_lines(error: BaseException) -> str:
+    """The error trace of a failure, after its traceback as a log line (none for a config error)."""
+    traced = error if isinstance(error, AirbyteTracedException) else AirbyteTracedException.from_exception(error)
+    lines = ""
+    if traced.failure_type != FailureType.config_error:
+        log = AirbyteMessage(
+            type=Type.LOG,
+            log=AirbyteLogMessage(level=Level.ERROR, message="".join(traceback.format_exception(error))),
+        )
+        lines += AirbyteEntrypoint.airbyte_message_to_string(log) + "\n"
+    return lines + AirbyteEntrypoint.airbyte_message_to_string(traced.as_airbyte_message()) + "\n"
+
+
+def run(argv: Optional[list[str]] = None) -> int:
+    """Run the connector with the Airbyte protocol arguments; returns the exit code."""
+    out, err = MaskedStream(sys.stdout, protocol=True), MaskedStream(sys.stderr, protocol=False)
+    saved = sys.stdout, sys.stderr, sys.__stdout__
+    sys.stdout, sys.stderr, sys.__stdout__ = out, err, out  # type: ignore[misc]
+    code = 0
+    try:
+        with PRINT_BUFFER:
+            try:
+                entrypoint = TelecmiEntrypoint(SourceTelecmi())
+                for message in entrypoint.run(entrypoint.parse_args(argv if argv is not None else sys.argv[1:])):
+                    print(message)
+            except SystemExit as leaving:
+                code = leaving.code if isinstance(leaving.code, int) else 1
+            except Exception as error:  # noqa: BLE001 - the last word is a masked trace
+                if not getattr(error, "reported", False):
+                    print(failure_lines(error), end="")
+                code = 1
+    finally:
+        out.close_line()
+        err.close_line()
+        sys.stdout, sys.stderr, sys.__stdout__ = saved  # type: ignore[misc]
+    return code
+
+
+def main() -> None:
+    """The console script: run, then end the process at once, whatever threads are still waiting."""
+    watch_stdout()
+    code = run()
+    sys.stdout.flush()
+    os._exit(code)

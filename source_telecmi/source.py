@@ -1,4 +1,10 @@
-"""The source: spec, check, the catalog, and the wiring of streams into the CDK's concurrent reader."""
+"""The source: spec, check, the catalog, and the wiring of streams into the CDK's concurrent reader.
+
+Streams are read one at a time, each with the full concurrency (windows and pages in parallel):
+a stream's records, its states and its final status come out together, then the next stream's.
+Some destinations write only the state's stream on each STATE and drop the rest of their buffer,
+so interleaved streams lose rows there; one stream at a time costs only each stream's last pages.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,12 @@ from airbyte_cdk.models import (
     AirbyteConnectionStatus,
     AirbyteMessage,
     AirbyteStateMessage,
+    AirbyteStreamStatus,
     ConfiguredAirbyteCatalog,
     Status,
     SyncMode,
+    TraceType,
+    Type,
 )
 from airbyte_cdk.sources.concurrent_source.concurrent_source import ConcurrentSource
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
@@ -24,27 +33,27 @@ from airbyte_cdk.sources.source import Source
 from airbyte_cdk.sources.streams.concurrent.cursor import FinalStateCursor
 from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
 from airbyte_cdk.sources.utils.slice_logger import DebugSliceLogger
+from airbyte_cdk.utils.stream_status_utils import as_airbyte_message as stream_status
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_telecmi.answers import AccessRefused, EndpointMissing
 from source_telecmi.config import ConfigError, TelecmiConfig
-from source_telecmi.streams import (
-    CALL_KEY,
-    CALL_STREAMS,
-    CURSOR_FIELD,
-    USERS,
-    USERS_KEY,
-    CallStream,
-    UsersPartitions,
-    build_stream,
-    call_instant,
-    shape_call,
-    users_schema,
-)
-from source_telecmi.telecmi import CHECK_MAX_RETRIES, AccessRefused, EndpointMissing, TelecmiApi, one_line
+from source_telecmi.partitions import OnePartition, Skipped, WholeListPartition, WindowPartitions
+from source_telecmi.platforms import CALL_LISTS, LISTS, ListRow
+from source_telecmi.records import Conformer
+from source_telecmi.secrets import one_line
+from source_telecmi.streams import build_stream, instant_for, schema_of, shaper
+from source_telecmi.telecmi import CHECK_MAX_RETRIES, TelecmiApi
 from source_telecmi.timeline import WindowCursor, WindowPlanner, check_window, ranges_to_read, readable_state
-from source_telecmi.windows import StreamReader, WindowPartitions
+from source_telecmi.windows import Lister
 
 QUEUE_SIZE = 10_000
+
+
+class SyncFailed(AirbyteTracedException):
+    """A stream failed: its error is already reported; the sync ends now, with no further request."""
+
+    reported = True
 
 
 def planner_for(num_workers: int, page_size: int) -> WindowPlanner:
@@ -72,7 +81,14 @@ def ranges_for(cursor: Optional[WindowCursor], settings: TelecmiConfig) -> Calla
 
 
 def api_of(settings: TelecmiConfig, logger: logging.Logger, **options: Any) -> TelecmiApi:
-    return TelecmiApi(settings.api_url, settings.region, settings.credentials, settings.num_workers, logger, **options)
+    return TelecmiApi(
+        settings.api_url, settings.platform, settings.credentials, settings.num_workers, logger, **options
+    )
+
+
+def rows_for(settings: TelecmiConfig) -> list[ListRow]:
+    """The lists these credentials can read on their platform."""
+    return [row for row in LISTS if row.on(settings.platform.name)]
 
 
 class SourceTelecmi(Source):
@@ -91,20 +107,20 @@ class SourceTelecmi(Source):
             settings = TelecmiConfig.parse(config)
             api = api_of(settings, logger, max_retries=CHECK_MAX_RETRIES)
             window = check_window(settings.start, settings.end)
-            if settings.credentials.kind == "app" and settings.region == "global":
+            if settings.credentials.kind == "app":
                 try:
                     api.prove_app_credentials(window.first, window.last)
                     return AirbyteConnectionStatus(status=Status.SUCCEEDED)
                 except EndpointMissing:
-                    logger.info("TeleCMI has no /v2/analysis here: proving the credentials with a page of calls")
+                    logger.info("TeleCMI has no call totals here: proving the credentials with a page of calls")
             refusals = []
-            for stream in CALL_STREAMS:
-                endpoint = api.calls(stream.name, stream.paths[api.call_api.name])
+            for row in CALL_LISTS:
+                (endpoint, *_) = api.endpoints(row)
                 try:
-                    endpoint.page(window.request_from, window.request_to, 1, 1)
+                    endpoint.page(1, 1, (window.request_from, window.request_to))
                     return AirbyteConnectionStatus(status=Status.SUCCEEDED)
                 except AccessRefused as refused:
-                    refusals.append(f"{stream.name}: {refused}")
+                    refusals.append(f"{row.stream}: {refused}")
             return AirbyteConnectionStatus(
                 status=Status.FAILED,
                 message=one_line(
@@ -116,7 +132,8 @@ class SourceTelecmi(Source):
 
     def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
         settings = TelecmiConfig.parse(config)
-        return AirbyteCatalog(streams=[s.as_airbyte_stream() for s in self._streams(settings, logger)])
+        streams = [self._stream(row, settings, logger) for row in rows_for(settings)]
+        return AirbyteCatalog(streams=[s.as_airbyte_stream() for s in streams])
 
     def read(
         self,
@@ -130,19 +147,40 @@ class SourceTelecmi(Source):
         messages = ConcurrentMessageRepository(queue, InMemoryMessageRepository())
         self._message_repository = messages
         state_manager = ConnectorStateManager(state=state)
-        api = api_of(settings, logger)
         wanted = {c.stream.name: c.sync_mode for c in catalog.streams}
-        streams = self._streams(settings, logger, api, wanted, state_manager, messages)
-        unknown = set(wanted) - {s.name for s in streams}
+        rows = rows_for(settings)
+        unknown = set(wanted) - {row.stream for row in rows}
         if unknown:
             raise ConfigError(
                 f"The catalog asks for {', '.join(sorted(unknown))}, which this source does not have with these "
-                f"credentials (it has {', '.join(s.name for s in self._streams(settings, logger))}; users needs "
-                "the app id and secret)"
+                f"credentials (it has {', '.join(row.stream for row in rows)}; users needs the app id and secret)"
             )
+        api = api_of(settings, logger)
+        skipped = Skipped()
+        streams = [
+            self._stream(row, settings, logger, api, wanted[row.stream], state_manager, messages, skipped)
+            for row in rows
+            if row.stream in wanted
+        ]
         if not streams:
             return
         api.sign_in()  # wrong login credentials fail here, once, not in every stream
+        try:
+            for stream in streams:
+                yield from self._read_one(stream, settings, logger, messages, queue, skipped)
+        finally:
+            api.end("the sync is over")
+
+    def _read_one(
+        self,
+        stream: DefaultStream,
+        settings: TelecmiConfig,
+        logger: logging.Logger,
+        messages: MessageRepository,
+        queue: Queue[Any],
+        skipped: Skipped,
+    ) -> Iterator[AirbyteMessage]:
+        """One stream, with every worker; its final status says INCOMPLETE where TeleCMI refused it."""
         concurrent = ConcurrentSource.create(
             num_workers=settings.num_workers + 1,  # one thread probes windows, the others read pages
             initial_number_of_partitions_to_generate=1,
@@ -151,67 +189,71 @@ class SourceTelecmi(Source):
             message_repository=messages,
             queue=queue,
         )
-        yield from concurrent.read(streams)
+        for message in concurrent.read([stream]):
+            if message.type == Type.TRACE and message.trace.type == TraceType.ERROR:
+                yield message
+                yield stream_status(stream.as_airbyte_stream(), AirbyteStreamStatus.INCOMPLETE)
+                error = message.trace.error
+                raise SyncFailed(
+                    message=error.message,
+                    internal_message=error.internal_message,
+                    failure_type=error.failure_type,
+                )
+            if _status_of(message) == AirbyteStreamStatus.COMPLETE and stream.name in skipped.reasons:
+                yield stream_status(stream.as_airbyte_stream(), AirbyteStreamStatus.INCOMPLETE)
+                continue
+            yield message
 
-    def _streams(
+    def _stream(
         self,
+        row: ListRow,
         settings: TelecmiConfig,
         logger: logging.Logger,
         api: Optional[TelecmiApi] = None,
-        wanted: Optional[Mapping[str, SyncMode]] = None,
+        mode: Optional[SyncMode] = None,
         state_manager: Optional[ConnectorStateManager] = None,
         messages: Optional[MessageRepository] = None,
-    ) -> list[DefaultStream]:
-        """The streams these credentials can read; with `api`, only those in `wanted`, wired to read."""
-        api = api or api_of(settings, logger)
+        skipped: Optional[Skipped] = None,
+    ) -> DefaultStream:
+        """The stream of `row`; with `api`, wired to read in `mode`."""
+        schema = schema_of(row.schema_name)
         messages = messages or self._message_repository
-        streams = []
-        for stream in CALL_STREAMS:
-            if wanted is not None and stream.name not in wanted:
-                continue
-            endpoint = api.calls(stream.name, stream.paths[api.call_api.name])
-            reader = StreamReader(stream.name, endpoint, shape_call(stream), call_instant, logger)
-            partitions: Any = None
-            cursor: Any = FinalStateCursor(stream.name, None, messages)
-            if wanted is not None:
-                incremental = wanted[stream.name] == SyncMode.incremental
-                if incremental:
-                    cursor = self._cursor(stream, settings, state_manager, messages)
-                ranges = ranges_for(cursor if incremental else None, settings)
-                planner = planner_for(settings.num_workers, reader.page_size.largest)
-                expect = cursor.expect if incremental else None
-                partitions = WindowPartitions(reader, ranges, planner, messages, expect)
-            streams.append(
-                build_stream(stream.name, stream.schema(), partitions, cursor, logger, CALL_KEY, CURSOR_FIELD)
-            )
-        user_lists = api.user_lists()
-        if user_lists and (wanted is None or USERS in wanted):
-            cursor = FinalStateCursor(USERS, None, messages)
-            streams.append(
-                build_stream(
-                    USERS, users_schema(), UsersPartitions(user_lists, logger), cursor, logger, USERS_KEY, None
-                )
-            )
-        return streams
+        cursor: Any = FinalStateCursor(row.stream, None, messages)
+        if api is None or skipped is None:
+            return build_stream(row, schema, None, cursor, logger)
+        shape = shaper(row, Conformer(row.stream, schema))
+        listers = [Lister(row.stream, e, shape, instant_for(row), logger) for e in api.endpoints(row)]
+        if row.cursor is None:
+            return build_stream(row, schema, OnePartition(WholeListPartition(listers, skipped)), cursor, logger)
+        incremental = mode == SyncMode.incremental
+        if incremental:
+            cursor = self._cursor(row, settings, state_manager, messages)
+        lister = listers[0]
+        planner = planner_for(settings.num_workers, lister.page_size.largest)
+        ranges = ranges_for(cursor if incremental else None, settings)
+        partitions = WindowPartitions(
+            lister, ranges, planner, messages, skipped, cursor.expect if incremental else None
+        )
+        return build_stream(row, schema, partitions, cursor, logger)
 
     @staticmethod
     def _cursor(
-        stream: CallStream,
+        row: ListRow,
         settings: TelecmiConfig,
         state_manager: Optional[ConnectorStateManager],
         messages: MessageRepository,
     ) -> WindowCursor:
-        assert state_manager is not None
+        assert state_manager is not None and row.cursor is not None
         try:
-            saved = readable_state(stream.name, state_manager.get_stream_state(stream.name, None))
+            saved = readable_state(row.stream, state_manager.get_stream_state(row.stream, None))
         except ValueError as unreadable:
             raise ConfigError(str(unreadable)) from None
         return WindowCursor(
-            stream.name,
-            saved,
-            messages,
-            state_manager,
-            start=settings.start,
-            end=settings.end,
-            cursor_field=CURSOR_FIELD,
+            row.stream, saved, messages, state_manager, start=settings.start, end=settings.end, cursor_field=row.cursor
         )
+
+
+def _status_of(message: AirbyteMessage) -> Optional[AirbyteStreamStatus]:
+    if message.type == Type.TRACE and message.trace.type == TraceType.STREAM_STATUS:
+        return message.trace.stream_status.status
+    return None

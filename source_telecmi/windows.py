@@ -1,18 +1,23 @@
-"""Reading a window of calls exactly once, whatever TeleCMI's paging does.
+"""Reading a list exactly once, whatever TeleCMI's paging does: the one engine every list goes through.
 
-A window is the unit of truth: it is checkpointed only when the calls TeleCMI returned for it
-account for the `count` it reported. Its first page is the count probe; every page is its own
-partition, read in parallel. TeleCMI's paging is not trusted: the page size is learned from the
-answers (it may serve 10 when 20 were asked), and the order is not promised (calls that share a
-millisecond may come back in another order on every request, so pages overlap and leave gaps).
+A list with a cursor is read in time windows; a window is the unit of truth: it is checkpointed
+only when the records TeleCMI returned for it account for the `count` it reported. Its first page
+is the count probe; every page is its own partition, read in parallel. A list without a cursor
+(the users) is read whole, one page after the other, and reconciled the same way (a list without
+a count is read until a page comes back shorter than the page size learned, or empty).
+
+TeleCMI's paging is not trusted: the page size is learned from the answers (it may serve 10 when
+20 were asked), the order is not promised (records that share a millisecond may come back in
+another order on every request, so pages overlap and leave gaps), and a server may stop serving
+past an offset while its count says more follow. Every read of a range goes into a `Ledger`.
 When a window's pages fall short of its count, the window is read again, then in smaller pieces
-(split by time, so that each piece needs fewer pages; a millisecond holding many calls is read
-again until what it returns stops growing), within a bounded number of requests. What still does
-not add up ends the sync with an error, unless repeated complete reads agree with each other: then
-TeleCMI's count is what is wrong, and the window is accepted with a warning that says so.
+(split by time until each piece fits on one page, a millisecond holding many records read again
+until what it returns stops growing), within a bounded number of requests. Only when complete
+reads at that finest split agree with each other is TeleCMI's count taken to be wrong: the window
+is accepted with a warning that says so. Anything else that does not add up ends the sync.
 
-Records are reconciled by content, not by key: the same call read twice is emitted once, two
-records that share a `cmiuid` but differ are both emitted.
+Records are reconciled by content, not by key: the same record read twice is emitted once, two
+records that share a key but differ are both emitted.
 """
 
 from __future__ import annotations
@@ -21,31 +26,19 @@ import hashlib
 import logging
 import math
 import threading
-import time
-from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import orjson
-from airbyte_cdk.models import (
-    AirbyteEstimateTraceMessage,
-    AirbyteMessage,
-    AirbyteTraceMessage,
-    EstimateType,
-    FailureType,
-    TraceType,
-    Type,
-)
-from airbyte_cdk.sources.message import MessageRepository
-from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
-from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
-from airbyte_cdk.sources.types import Record
+from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_telecmi.telecmi import AccessRefused, CallEndpoint, Page
-from source_telecmi.timeline import Window, WindowPlanner, estimate_total, iterate_windows
+from source_telecmi.telecmi import ListEndpoint, Page
+from source_telecmi.timeline import Window
 
-# A window that does not add up may spend this many requests (at least) on being read again.
+# A window that does not add up may spend this many requests (at least) on being read again:
+# enough to split it into pieces of one page each and read every piece twice.
 LEAST_REREAD_REQUESTS = 200
 REREAD_REQUESTS_PER_PAGE = 8
 # A busy millisecond is read as a piece of this span, with a millisecond of margin on each side: a
@@ -53,21 +46,25 @@ REREAD_REQUESTS_PER_PAGE = 8
 # requests must not reach the busy millisecond itself.
 BUSY_PIECE_SPAN = 3
 # A busy millisecond is read again at most this often, and is settled once this many reads in a row
-# add nothing. Its calls come back in a new order on every request: with 37 calls in pages of 10, a
-# read misses a given call about 28% of the time, so 3 quiet reads would blame the count for a
+# add nothing. Its records come back in a new order on every request: with 37 calls in pages of 10,
+# a read misses a given call about 28% of the time, so 3 quiet reads would blame the count for a
 # call merely not drawn yet about 2% of the time; 8 quiet reads, 0.004%.
 MOST_READS_OF_ONE_MS = 60
 STABLE_READS = 8
+# A whole list (no windows) is read at most this many times before its count is judged.
+WHOLE_LIST_READS = 3
+# Pages of a list without a count, at most: a server that ignores `page` and never runs dry.
+MOST_PAGES_WITHOUT_COUNT = 10_000
 
 Shape = Callable[[dict[str, Any], Optional[int]], dict[str, Any]]
 
 
 class PagingError(AirbyteTracedException):
-    """TeleCMI's answers for a window cannot be made to add up: the sync stops rather than skip calls."""
+    """TeleCMI's answers for a range cannot be made to add up: the sync stops rather than skip records."""
 
-    def __init__(self, stream: str, window: Window, problem: str) -> None:
+    def __init__(self, stream: str, where: Any, problem: str) -> None:
         super().__init__(
-            message=f"Stream {stream}: calls {window}: {problem}. The sync stops rather than skip calls; "
+            message=f"Stream {stream}: {where}: {problem}. The sync stops rather than skip records; "
             "its last state is safe to resume from.",
             failure_type=FailureType.system_error,
         )
@@ -75,15 +72,21 @@ class PagingError(AirbyteTracedException):
 
 def fingerprint(record: dict[str, Any]) -> bytes:
     """A record's identity: its whole content, as TeleCMI sent it."""
-    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+    try:
+        content = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer beyond 64 bits: orjson cannot write it, the standard library can
+        import json
+
+        content = json.dumps(record, sort_keys=True).encode()
+    return hashlib.blake2b(content, digest_size=16).digest()
 
 
 class PageSize:
     """The page size TeleCMI serves on one endpoint, learned from its answers.
 
-    A page shorter than the `limit` asked while the count says more calls follow shows the size
-    TeleCMI really serves; later pages are asked with that size, so that page N starts where N-1
-    ended whichever way TeleCMI counts its offsets.
+    A first page shorter than the `limit` asked while the count says more records follow shows
+    the size TeleCMI really serves; later pages are asked with that size, so that page N starts
+    where N-1 ended whichever way TeleCMI counts its offsets.
     """
 
     def __init__(self, largest: int, name: str, logger: logging.Logger) -> None:
@@ -97,20 +100,15 @@ class PageSize:
     def size(self) -> int:
         return self._served or self.largest
 
-    def learn(self, asked: int, page: Page, number: int) -> None:
-        """Learn from page `number`: only a first page tells the size (a later one may be the last)."""
+    def learn(self, asked: int, page: Page, number: int, more: bool) -> None:
+        """Learn from page `number`; `more`: whether the answer says more records follow."""
         served = len(page.records)
-        if (
-            number == 1
-            and 0 < served < asked
-            and served < page.count
-            and (self._served is None or served > self._served)
-        ):
+        if number == 1 and 0 < served < asked and more and (self._served is None or served > self._served):
             with self._lock:
                 if self._served is None or served > self._served:
                     self._served = served
                     self._logger.info(
-                        "Stream %s: TeleCMI serves pages of %d calls (asked for %d); reading pages of %d",
+                        "Stream %s: TeleCMI serves pages of %d records (asked for %d); reading pages of %d",
                         self._name,
                         served,
                         asked,
@@ -119,19 +117,65 @@ class PageSize:
 
 
 @dataclass
-class RangeRead:
-    """What one complete sequential read of a range returned."""
+class Ledger:
+    """What one read of a range returned, page after page: the one ledger every list is reconciled through."""
 
-    found: set[bytes]
-    count: int
-    anomaly: Optional[str]
-    times: dict[bytes, int]  # when each call found was made
-    again: set[int]  # when calls were made that one page served again after another: their order moves
+    size: int
+    found: set[bytes] = field(default_factory=set)
+    counts: list[int] = field(default_factory=list)
+    times: dict[bytes, int] = field(default_factory=dict)  # when each record found was made
+    again: set[int] = field(default_factory=set)  # when records were made that a page served again: their order moves
+    lengths: dict[int, int] = field(default_factory=dict)  # page number -> records served
+    anomaly: Optional[str] = None
+
+    @property
+    def count(self) -> Optional[int]:
+        return max(self.counts) if self.counts else None
+
+    def take(self, number: int, page: Page, keys: list[bytes], when: dict[bytes, int]) -> bool:
+        """Enter page `number`; False if it only repeats records already found (the pages after it cannot be trusted)."""
+        if page.count is not None:
+            self.counts.append(page.count)
+        self.lengths[number] = len(page.records)
+        if page.records and all(k in self.found for k in keys):
+            self.anomaly = self.anomaly or f"page {number} repeats records of other pages"
+            return False
+        self.again.update(t for k, t in when.items() if k in self.found)
+        self.found.update(keys)
+        self.times.update(when)
+        return True
+
+    def complete(self) -> bool:
+        count = self.count
+        return count is None or len(self.found) >= count
+
+    def fits_one_page(self) -> bool:
+        """Whether the range's records all came on its first page (shorter than the page size)."""
+        return self.lengths.get(1, 0) < self.size
+
+    def stopped_early(self) -> Optional[str]:
+        """A page after the first that is short or empty while the count says more follow, or that has records after a short one."""
+        count = self.count
+        short = sorted(n for n, length in self.lengths.items() if length < self.size)
+        later = [n for n, length in self.lengths.items() if length > 0]
+        for number in short:
+            if later and number < max(later):
+                return f"page {number} is shorter than {self.size} records and page {max(later)} has records"
+            if number > 1 and count is not None and number * self.size < count:
+                return (
+                    f"page {number} has {self.lengths[number]} records while TeleCMI counts {count}: it stopped "
+                    "serving pages before its count"
+                )
+        return None
+
+    def tied(self) -> bool:
+        """Whether two records were found at one millisecond, or one record was served twice (its order moves)."""
+        return len(set(self.times.values())) < len(self.times) or bool(self.again)
 
 
 @dataclass
 class Probe:
-    """What probing a window found: its first page, the page size, how many pages hold calls, pages read."""
+    """What probing a window found: its first page, the page size, how many pages hold records, pages read."""
 
     first: Page
     size: int
@@ -140,25 +184,40 @@ class Probe:
 
     @property
     def calls(self) -> int:
-        """The calls the window seems to hold: its count, or what its pages can hold if fewer."""
-        return min(self.first.count, self.pages * self.size)
+        """The records the window seems to hold: its count, or what its pages can hold if fewer."""
+        return min(self.first.count or 0, self.pages * self.size)
 
 
-class StreamReader:
-    """What the windows of one stream share: the endpoint, the page size, the shaping of records."""
+@dataclass
+class WindowAudit:
+    """What reading one window came to, for the sync's audit."""
+
+    stream: str
+    window: Window
+    telecmi_count: int
+    records_emitted: int
+    requests: int
+    verdict: str  # "complete" or "count_wrong"
+    shortfall: int
+
+
+class Lister:
+    """What the reads of one list share: the endpoint, the page size, the shaping of records, the audit."""
 
     def __init__(
         self,
         stream: str,
-        endpoint: CallEndpoint,
+        endpoint: ListEndpoint,
         shape: Shape,
         instant: Callable[[dict[str, Any]], Optional[int]],
         logger: logging.Logger,
+        audit: Optional[Callable[[WindowAudit], None]] = None,
     ) -> None:
         self.stream = stream
         self.endpoint = endpoint
-        self.page_size = PageSize(endpoint.call_api.largest_page, stream, logger)
+        self.page_size = PageSize(endpoint.largest_page, stream, logger)
         self.logger = logger
+        self.audit = audit
         self._shape = shape
         self._instant = instant
         self._timeless: set[bytes] = set()
@@ -167,27 +226,29 @@ class StreamReader:
     def instant(self, record: dict[str, Any]) -> Optional[int]:
         return self._instant(record)
 
-    def page(self, window: Window, number: int, limit: Optional[int] = None) -> tuple[Page, int]:
+    def page(self, piece: Optional[Window], number: int, limit: Optional[int] = None) -> tuple[Page, int]:
         asked = limit or self.page_size.size
-        page = self.endpoint.page(window.request_from, window.request_to, number, asked)
-        self.page_size.learn(asked, page, number)
+        span = (piece.request_from, piece.request_to) if piece is not None else None
+        page = self.endpoint.page(number, asked, span)
+        more = page.count is None or page.count > len(page.records)
+        self.page_size.learn(asked, page, number, more)
         return page, asked
 
     def probe(self, window: Window, most_calls: int, expected: Optional[float] = None) -> Probe:
         """Page 1 of a window and, when its count is far above what the windows before it held, its last page.
 
         A count no page reaches is found out before it is paged: if the last page the count asks
-        for is empty, the last page with calls is searched for (a count inflated by a thousand then
-        costs ten requests, not a hundred); otherwise the last page is read here once, not again.
+        for is empty, the last page with records is searched for (a count inflated by a thousand
+        then costs ten requests, not a hundred); otherwise the last page is read here once, not again.
         """
         first, asked = self.page(window, 1)
         size = page_size_of(first, asked, self.page_size.size)
         pages = max(1, math.ceil(calls_in(first, size) / size))
         probe = Probe(first, size, pages, {1: first})
-        usual = expected is not None and first.count <= 1.5 * expected + size
-        if pages == 1 or first.count > most_calls or usual:
+        usual = expected is not None and (first.count or 0) <= 1.5 * expected + size
+        if pages == 1 or (first.count or 0) > most_calls or usual:
             return probe
-        low, high = 1, pages  # page `low` has calls; is `high` the last one?
+        low, high = 1, pages  # page `low` has records; is `high` the last one?
         last, _ = self.page(window, high, size)
         probe.read[high] = last
         if last.records:
@@ -201,8 +262,10 @@ class StreamReader:
         probe.read = {n: p for n, p in probe.read.items() if n <= low}
         return probe
 
-    def owned(self, window: Window, record: dict[str, Any], key: bytes) -> Optional[dict[str, Any]]:
-        """The record, shaped, if this window is the one to emit it; None if another window owns it."""
+    def owned(self, window: Optional[Window], record: dict[str, Any], key: bytes) -> Optional[dict[str, Any]]:
+        """The record, shaped, if this window is the one to emit it (a whole list owns all); None otherwise."""
+        if window is None:
+            return self._shape(record, self._instant(record))
         instant = self._instant(record)
         if instant is None:
             with self._lock:
@@ -211,8 +274,8 @@ class StreamReader:
                 self._timeless.add(key)
                 seen = len(self._timeless)
             self.logger.warning(
-                "Stream %s: a call read in %s has no usable time (%r): emitted once, without a cursor value "
-                "(%d such calls so far)",
+                "Stream %s: a record read in %s has no usable time (%r): emitted once, without a cursor value "
+                "(%d such records so far)",
                 self.stream,
                 window,
                 record.get("time"),
@@ -222,53 +285,138 @@ class StreamReader:
         return self._shape(record, instant) if window.holds(instant) else None
 
 
-class WindowRead:
-    """The read of one window, shared by the partitions of its pages."""
+class Reading:
+    """The read of one range (a window, or a whole list): what it emitted, and reading it again until it adds up."""
 
-    def __init__(self, reader: StreamReader, window: Window, probe: Probe) -> None:
-        self.reader = reader
+    def __init__(self, lister: Lister, window: Optional[Window], size: int) -> None:
+        self.lister = lister
         self.window = window
-        self.slice = window.as_slice()
-        self.size = probe.size
-        self.pages = probe.pages
-        self._read_already = dict(probe.read)
-        self._counts = {probe.first.count}
-        self._found: set[bytes] = set()  # returned by requests for this window's own range
+        self.size = size
+        self.ledger = Ledger(size)  # what requests for the range itself returned
+        self.requests = 0
         self._emitted: set[bytes] = set()
-        self._anomaly: Optional[str] = None
-        self._lengths: dict[int, int] = {}
-        self._times: dict[bytes, int] = {}
-        self._again: set[int] = set()
+        self._owned = 0
+        self._budget = LEAST_REREAD_REQUESTS
         self._lock = threading.Lock()
-        self._finished = 0
 
-    def read_page(self, number: int) -> list[dict[str, Any]]:
-        """The calls of page `number` to emit (new, and owned by this window)."""
-        with self._lock:
-            page = self._read_already.pop(number, None)
-        if page is None:
-            page, _ = self.reader.page(self.window, number, self.size)
-        with self._lock:
-            self._counts.add(page.count)
-            self._lengths[number] = len(page.records)
-            keys = [fingerprint(r) for r in page.records]
-            if page.records and all(k in self._found for k in keys):
-                self._anomaly = self._anomaly or f"page {number} repeats calls of other pages"
-            when = instants(self.reader, page.records, keys)
-            self._again.update(t for k, t in when.items() if k in self._found)
-            self._found.update(keys)
-            self._times.update(when)
-            return self._emit(page.records, keys)
+    @property
+    def where(self) -> str:
+        return f"records {self.window}" if self.window is not None else "the whole list"
 
     def _emit(self, records: list[dict[str, Any]], keys: list[bytes]) -> list[dict[str, Any]]:
+        """Call under self._lock: the records not emitted yet that this range owns, shaped."""
         out = []
         for record, key in zip(records, keys, strict=True):
             if key not in self._emitted:
                 self._emitted.add(key)
-                shaped = self.reader.owned(self.window, record, key)
+                shaped = self.lister.owned(self.window, record, key)
                 if shaped is not None:
                     out.append(shaped)
+                    if self.window is None or self.window.holds(self.lister.instant(record)):
+                        self._owned += 1
         return out
+
+    def read_range(self, piece: Optional[Window]) -> Generator[list[dict[str, Any]], None, Ledger]:
+        """Read every page of `piece` one after the other; yields the records to emit, returns the ledger."""
+        ledger = Ledger(self.lister.page_size.size)
+        number = 1
+        while True:
+            self._spend()
+            page, asked = self.lister.page(piece, number, ledger.size)
+            keys = [fingerprint(r) for r in page.records]
+            when = instants(self.lister, page.records, keys)
+            if not ledger.take(number, page, keys, when):
+                break  # the pages after it cannot be trusted either: smaller pieces will do
+            with self._lock:
+                if piece == self.window:
+                    self.ledger.found.update(keys)
+                emit = self._emit(page.records, keys)
+            if emit:
+                yield emit
+            if number == 1:
+                ledger.size = page_size_of(page, asked, ledger.size)
+            if not page.records or (ledger.count is None and len(page.records) < ledger.size):
+                break
+            if ledger.count is not None and number * ledger.size >= ledger.count:
+                break
+            if ledger.count is None and number >= MOST_PAGES_WITHOUT_COUNT:
+                raise PagingError(self.lister.stream, self.where, f"TeleCMI served {number} full pages and no end")
+            number += 1
+        ledger.anomaly = ledger.anomaly or ledger.stopped_early()
+        return ledger
+
+    def _spend(self) -> None:
+        with self._lock:
+            self.requests += 1
+            self._budget -= 1
+            if self._budget >= 0:
+                return
+        raise PagingError(
+            self.lister.stream,
+            self.where,
+            f"{len(self.ledger.found)} of the {self.ledger.count} records TeleCMI counted could be read, and "
+            "reading it again in smaller pieces did not find the rest",
+        )
+
+
+class WholeRead(Reading):
+    """A list without windows (the users): read page after page, again if it falls short of its count."""
+
+    def __init__(self, lister: Lister) -> None:
+        super().__init__(lister, None, lister.page_size.size)
+
+    def records(self) -> Iterator[list[dict[str, Any]]]:
+        reads: list[Ledger] = []
+        for _ in range(WHOLE_LIST_READS):
+            read = yield from self.read_range(None)
+            reads.append(read)
+            found = set().union(*(r.found for r in reads))
+            if read.count is None or len(found) >= read.count:
+                return
+            if len(reads) >= 2 and reads[-1].found == reads[-2].found and not (read.anomaly or reads[-2].anomaly):
+                self.lister.logger.warning(
+                    "Stream %s: TeleCMI counts %d records but complete reads return the same %d every time: its "
+                    "count is wrong; the records read are emitted.",
+                    self.lister.stream,
+                    read.count,
+                    len(found),
+                )
+                return
+        raise PagingError(
+            self.lister.stream,
+            self.where,
+            f"TeleCMI counts {reads[-1].count} records but its pages return "
+            + ", then ".join(str(len(r.found)) for r in reads)
+            + " different ones",
+        )
+
+
+class WindowRead(Reading):
+    """The read of one window, shared by the partitions of its pages."""
+
+    def __init__(self, lister: Lister, window: Window, probe: Probe) -> None:
+        super().__init__(lister, window, probe.size)
+        self.slice = window.as_slice()
+        self.pages = probe.pages
+        self.requests = len(probe.read)
+        self._budget = max(LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE * probe.pages)
+        self._read_already = dict(probe.read)
+        self._finished = 0
+        self._last_count = probe.first.count or 0
+
+    def read_page(self, number: int) -> list[dict[str, Any]]:
+        """The records of page `number` to emit (new, and owned by this window)."""
+        with self._lock:
+            page = self._read_already.pop(number, None)
+        if page is None:
+            page, _ = self.lister.page(self.window, number, self.size)
+            with self._lock:
+                self.requests += 1
+        keys = [fingerprint(r) for r in page.records]
+        when = instants(self.lister, page.records, keys)
+        with self._lock:
+            self.ledger.take(number, page, keys, when)
+            return self._emit(page.records, keys)
 
     def finish_page(self) -> bool:
         """Count a page as read; True for the last page of the window to finish."""
@@ -277,167 +425,134 @@ class WindowRead:
             return self._finished == self.pages
 
     def settle(self) -> Iterator[list[dict[str, Any]]]:
-        """Read the window again, in smaller pieces if need be, until it adds up; yields calls not emitted yet."""
-        count = max(self._counts)
-        if len(self._found) >= count:
-            return
-        self.reader.logger.warning(
-            "Stream %s: calls %s: read %d of the %d calls TeleCMI counted%s; reading the window again so that "
-            "no call is skipped.",
-            self.reader.stream,
-            self.window,
-            len(self._found),
-            count,
-            f" ({self._anomaly})" if self._anomaly else "",
-        )
-        budget = [max(LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE * self.pages)]
-        first = RangeRead(set(self._found), count, self._anomaly or self._gap(), self._times, self._again)
-        shortfall = yield from self._settle(self.window, first, budget)
-        if shortfall:
-            self.reader.logger.warning(
-                "Stream %s: calls %s: TeleCMI counted %d more calls than repeated complete reads return, every "
-                "time the same calls: its count is wrong. The calls read are emitted and the window checkpointed.",
-                self.reader.stream,
+        """Read the window again, in smaller pieces if need be, until it adds up; yields records not emitted yet."""
+        first = self.ledger
+        count = first.count or 0
+        shortfall = 0
+        if len(first.found) < count:
+            first.anomaly = first.anomaly or first.stopped_early()
+            self.lister.logger.warning(
+                "Stream %s: records %s: read %d of the %d records TeleCMI counted%s; reading the window again so "
+                "that no record is skipped.",
+                self.lister.stream,
                 self.window,
-                shortfall,
+                len(first.found),
+                count,
+                f" ({first.anomaly})" if first.anomaly else "",
+            )
+            shortfall = yield from self._settle(self.window, first)
+            # What the window's own latest complete read counted bounds what it can lack.
+            shortfall = min(shortfall, max(0, self._last_count - len(self.ledger.found)))
+            if shortfall:
+                self.lister.logger.warning(
+                    "Stream %s: records %s: TeleCMI counted %d more records than repeated complete reads return, "
+                    "read in pieces of one page each, every time the same records: its count is wrong. The "
+                    "records read are emitted and the window checkpointed.",
+                    self.lister.stream,
+                    self.window,
+                    shortfall,
+                )
+        if self.lister.audit is not None:
+            self.lister.audit(
+                WindowAudit(
+                    stream=self.lister.stream,
+                    window=self.window,
+                    telecmi_count=self._owned + shortfall,
+                    records_emitted=self._owned,
+                    requests=self.requests,
+                    verdict="count_wrong" if shortfall else "complete",
+                    shortfall=shortfall,
+                )
             )
 
-    def _gap(self) -> Optional[str]:
-        """A page shorter than the page size with calls on a later page: calls were skipped between them."""
-        short = [n for n, length in self._lengths.items() if length < self.size]
-        later = [n for n, length in self._lengths.items() if length > 0]
-        if short and later and min(short) < max(later):
-            return f"page {min(short)} is shorter than {self.size} calls and page {max(later)} has calls"
-        return None
-
-    def _settle(self, piece: Window, known: Optional[RangeRead], budget: list[int]) -> Generator[Any, None, int]:
-        """Make `piece` add up; returns how many calls TeleCMI counts there but never returns (its count is wrong)."""
-        read = yield from self._read_range(piece, budget)
+    def _settle(self, piece: Window, known: Optional[Ledger]) -> Generator[Any, None, int]:
+        """Make `piece` add up; returns how many records TeleCMI counts there but never returns (its count is wrong)."""
+        read = yield from self.read_range(piece)
+        if piece == self.window and read.count is not None and not read.anomaly:
+            self._last_count = read.count
         if known is None:  # the first read of a piece: enough if it adds up
-            if len(read.found) >= read.count:
+            if read.complete():
                 return 0
             if not read.anomaly:
-                known, read = read, (yield from self._read_range(piece, budget))
+                known, read = read, (yield from self.read_range(piece))
         known = known or read
         found = known.found | read.found
-        if len(found) >= read.count:
+        count = read.count or 0
+        if len(found) >= count:
             return 0
         if piece.span <= BUSY_PIECE_SPAN:
-            return (yield from self._settle_millisecond(piece, found, budget))
+            return (yield from self._settle_millisecond(piece, found))
         times = {**known.times, **read.times}
-        # A millisecond is tied if two calls were found at it, or one call was served twice (it
-        # changed places with a call that was not served at all).
-        again = known.again | read.again
-        tied = len(set(times.values())) < len(times) or bool(again)
-        if read.found == known.found and read.count == known.count and not (read.anomaly or known.anomaly or tied):
-            return read.count - len(found)  # two complete reads agree: the count is what is wrong
-        # Calls that share a millisecond may swap places between reads and hide a call from both: such
+        tied = known.tied() or read.tied() or len(set(times.values())) < len(times)
+        agree = read.found == known.found and read.count == known.count
+        finest = read.fits_one_page() and known.fits_one_page()
+        if agree and finest and not (read.anomaly or known.anomaly or tied):
+            return count - len(found)  # complete reads of a piece on one page agree: the count is what is wrong
+        # Records that share a millisecond may swap places between reads and hide a record from both: such
         # milliseconds are read on their own before the count can be blamed.
-        size = self.reader.page_size.size
-        busy_at = 2 if tied and read.found == known.found else None
+        busy_at = 2 if tied and agree else None
         shortfall = 0
-        for part in split(piece, [*times.values(), *again, *again], read.count, size, busy_at):
-            shortfall += yield from self._settle(part, None, budget)
+        again = known.again | read.again
+        for part in split(piece, [*times.values(), *again, *again], count, self.lister.page_size.size, busy_at):
+            shortfall += yield from self._settle(part, None)
         return shortfall
 
-    def _settle_millisecond(self, piece: Window, found: set[bytes], budget: list[int]) -> Generator[Any, None, int]:
-        """Calls that share one millisecond: read again until what they return stops growing."""
+    def _settle_millisecond(self, piece: Window, found: set[bytes]) -> Generator[Any, None, int]:
+        """Records that share one millisecond: read again until what they return stops growing."""
         quiet = 0
+        count = 0
         for _ in range(MOST_READS_OF_ONE_MS):
-            read = yield from self._read_range(piece, budget)
+            read = yield from self.read_range(piece)
+            count = read.count or 0
             grown = read.found - found
             found |= read.found
-            if len(found) >= read.count:
+            if len(found) >= count:
                 return 0
             quiet = 0 if grown else quiet + 1
             if quiet >= STABLE_READS:
-                return read.count - len(found)
+                return count - len(found)
         raise PagingError(
-            self.reader.stream,
-            self.window,
-            f"TeleCMI counts {read.count} calls at {piece} but returns a different {len(found)} of them on every read",
+            self.lister.stream,
+            self.where,
+            f"TeleCMI counts {count} records at {piece} but returns a different {len(found)} of them on every read",
         )
 
-    def _read_range(self, piece: Window, budget: list[int]) -> Generator[list[dict[str, Any]], None, RangeRead]:
-        """Read every page of `piece` one after the other; yields the calls to emit."""
-        found: set[bytes] = set()
-        counts: list[int] = []
-        times: dict[bytes, int] = {}
-        again: set[int] = set()
-        lengths: list[int] = []
-        anomaly = None
-        number = 1
-        size = self.reader.page_size.size
-        while True:
-            budget[0] -= 1
-            if budget[0] < 0:
-                raise PagingError(
-                    self.reader.stream,
-                    self.window,
-                    f"{len(self._found)} of the {max(self._counts)} calls TeleCMI counted could be read, and "
-                    "reading the window again in smaller pieces did not find the rest",
-                )
-            page, asked = self.reader.page(piece, number, size)
-            counts.append(page.count)
-            keys = [fingerprint(r) for r in page.records]
-            if page.records and all(k in found for k in keys):
-                anomaly = f"page {number} repeats calls of other pages"
-                break  # the pages after it cannot be trusted either: smaller pieces will do
-            when = instants(self.reader, page.records, keys)
-            again.update(t for k, t in when.items() if k in found)
-            found.update(keys)
-            lengths.append(len(page.records))
-            times.update(when)
-            with self._lock:
-                if piece == self.window:
-                    self._found.update(keys)
-                emit = self._emit(page.records, keys)
-            if emit:
-                yield emit
-            if number == 1:
-                size = page_size_of(page, asked, size)
-            if not page.records or number * size >= max(counts):
-                break
-            number += 1
-        short = [n for n, length in enumerate(lengths) if length < size]
-        if short and any(lengths[short[0] + 1 :]):
-            anomaly = anomaly or f"page {short[0] + 1} is shorter than {size} calls and a later page has calls"
-        return RangeRead(found, max(counts), anomaly, times, again)
 
-
-def instants(reader: StreamReader, records: list[dict[str, Any]], keys: list[bytes]) -> dict[bytes, int]:
-    """When each call was made, by its fingerprint (calls without a usable time left out)."""
+def instants(lister: Lister, records: list[dict[str, Any]], keys: list[bytes]) -> dict[bytes, int]:
+    """When each record was made, by its fingerprint (records without a usable time left out)."""
     found = {}
     for record, key in zip(records, keys, strict=True):
-        instant = reader.instant(record)
+        instant = lister.instant(record)
         if instant is not None:
             found[key] = instant
     return found
 
 
 def calls_in(first: Page, size: int) -> int:
-    """The calls a window seems to hold, judged by its first page.
+    """The records a window seems to hold, judged by its first page.
 
     A first page shorter than the page size probably ends the window, whatever the count says:
     its other pages are not read in parallel (the window is read again, one page after the other,
     if the count is not reached, so a short page in the middle loses nothing).
     """
     served = len(first.records)
-    return served if served < size else first.count
+    return served if served < size else (first.count or 0)
 
 
 def page_size_of(first: Page, asked: int, learned: int) -> int:
     """The page size to read a range with, from its first page: shorter than asked while more follow is what TeleCMI serves."""
     served = len(first.records)
-    return served if 0 < served < asked and served < first.count else max(1, min(asked, learned))
+    more = first.count is None or served < first.count
+    return served if 0 < served < asked and more and first.count is not None else max(1, min(asked, learned))
 
 
 def split(piece: Window, times: list[int], count: int, page_size: int, busy_at: Optional[int] = None) -> list[Window]:
     """Cut `piece` into windows that need about one page each, a busy millisecond apart.
 
-    A millisecond holding `busy_at` of the calls seen (half a page unless said) is a piece of its own, with a millisecond of
-    margin each side (its calls can only be told apart by reading it again); the rest is cut into
-    equal spans, as many as the count needs pages. There are always at least two parts.
+    A millisecond holding `busy_at` of the records seen (half a page unless said) is a piece of its
+    own, with a millisecond of margin each side (its records can only be told apart by reading it
+    again); the rest is cut into equal spans, as many as the count needs pages. There are always at
+    least two parts.
     """
     inside = [t for t in times if piece.first <= t <= piece.last]
     busy_at = busy_at or max(2, page_size // 2)
@@ -467,137 +582,3 @@ def split(piece: Window, times: list[int], count: int, page_size: int, busy_at: 
         start = high + 1
     spans(start, piece.last, 1 if parts else 2)
     return parts
-
-
-class Backlog:
-    """Bounds how far the probing of windows runs ahead of the reading of their pages.
-
-    Memory stays flat however many calls a sync reads, counts are fresh when pages are read, and
-    checkpoints follow each other closely. If no page finishes for `patience_s` (the readers are
-    gone: the sync is failing), probing goes on rather than block.
-    """
-
-    def __init__(self, most_pages: int, patience_s: float = 30.0) -> None:
-        self._most_pages = most_pages
-        self._patience_s = patience_s
-        self._pending = 0
-        self._changed = threading.Condition()
-
-    def add(self, pages: int) -> None:
-        with self._changed:
-            self._pending += pages
-
-    def done(self) -> None:
-        with self._changed:
-            self._pending -= 1
-            self._changed.notify_all()
-
-    def wait_for_room(self) -> None:
-        with self._changed:
-            while self._pending > self._most_pages:
-                if not self._changed.wait(timeout=self._patience_s):
-                    return
-
-
-class PagePartition(Partition):
-    """One page of one window."""
-
-    def __init__(self, read: WindowRead, number: int, backlog: Backlog) -> None:
-        self._read = read
-        self._number = number
-        self._backlog = backlog
-
-    def read(self) -> Iterable[Record]:
-        window_read = self._read
-        try:
-            yield from self._records(window_read.read_page(self._number))
-            # The last page of a window to finish makes the window add up before it can be checkpointed.
-            if window_read.finish_page():
-                for batch in window_read.settle():
-                    yield from self._records(batch)
-        finally:
-            self._backlog.done()
-
-    def _records(self, calls: list[dict[str, Any]]) -> Iterator[Record]:
-        for data in calls:
-            yield Record(data=data, stream_name=self._read.reader.stream, associated_slice=self._read.slice)
-
-    def to_slice(self) -> Optional[dict[str, Any]]:
-        return self._read.slice
-
-    def stream_name(self) -> str:
-        return self._read.reader.stream
-
-    def __hash__(self) -> int:
-        return hash((self._read.reader.stream, self._read.window, self._number))
-
-    def __repr__(self) -> str:
-        read = self._read
-        return f"PagePartition({read.reader.stream}, {read.window}, page {self._number}/{read.pages})"
-
-
-class WindowPartitions(PartitionGenerator):
-    """Probes windows one after the other and hands out a partition per page."""
-
-    def __init__(
-        self,
-        reader: StreamReader,
-        ranges: Callable[[], list[tuple[int, int]]],
-        planner: WindowPlanner,
-        messages: MessageRepository,
-        expect: Optional[Callable[[Window, int], None]] = None,
-    ) -> None:
-        self._reader = reader
-        self._ranges = ranges
-        self._planner = planner
-        self._messages = messages
-        self._expect = expect
-        self._backlog = Backlog(most_pages=2 * planner.target_calls // reader.page_size.largest)
-
-    def _probe(self, window: Window) -> Probe:
-        self._backlog.wait_for_room()
-        # Before any window, the planner's target stands for what a window should hold.
-        expected = self._planner.expected(window)
-        return self._reader.probe(window, self._planner.most_calls, expected or self._planner.target_calls)
-
-    def generate(self) -> Iterable[Partition]:
-        ranges = self._ranges()
-        remaining = sum(last - first + 1 for first, last in ranges)
-        covered = known = 0
-        try:
-            for first, last in ranges:
-                for window, probe in iterate_windows(self._planner, first, last, self._probe, Probe.calls.fget):
-                    if window.span == 1 and probe.first.count > self._planner.most_calls:
-                        raise PagingError(
-                            self._reader.stream, window, f"TeleCMI reports {probe.first.count} calls in one millisecond"
-                        )
-                    read = WindowRead(self._reader, window, probe)
-                    covered += window.span
-                    known += probe.calls
-                    self._emit_estimate(estimate_total(known, covered, remaining - covered))
-                    if self._expect is not None:
-                        self._expect(window, read.pages)
-                    self._backlog.add(read.pages)
-                    for number in range(1, read.pages + 1):
-                        yield PagePartition(read, number, self._backlog)
-        except AccessRefused as refused:
-            self._reader.logger.warning(
-                "Stream %s skipped: TeleCMI refuses %s to these credentials (%s).",
-                self._reader.stream,
-                self._reader.endpoint.path,
-                refused,
-            )
-
-    def _emit_estimate(self, rows: int) -> None:
-        self._messages.emit_message(
-            AirbyteMessage(
-                type=Type.TRACE,
-                trace=AirbyteTraceMessage(
-                    type=TraceType.ESTIMATE,
-                    emitted_at=time.time() * 1000,
-                    estimate=AirbyteEstimateTraceMessage(
-                        name=self._reader.stream, type=EstimateType.STREAM, row_estimate=rows
-                    ),
-                ),
-            )
-        )

@@ -1,0 +1,248 @@
+"""The CDK partitions of a list: a partition per page of each window, or one for a whole list.
+
+Probing runs a little ahead of page reads (`Backlog`), estimates follow the density probed so far,
+and a list TeleCMI refuses through every retry before it served anything is skipped (reported
+INCOMPLETE by the source, never COMPLETE); refused after it served, it fails the sync.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Optional
+
+from airbyte_cdk.models import (
+    AirbyteEstimateTraceMessage,
+    AirbyteMessage,
+    AirbyteTraceMessage,
+    EstimateType,
+    FailureType,
+    TraceType,
+    Type,
+)
+from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
+from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
+from airbyte_cdk.sources.types import Record
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_telecmi.answers import AccessRefused, EndpointMissing
+from source_telecmi.timeline import Window, WindowPlanner, estimate_total, iterate_windows
+from source_telecmi.windows import Lister, PagingError, Probe, WholeRead, WindowRead
+
+
+class Skipped:
+    """The streams of a sync that TeleCMI refused before they served anything, with its reason."""
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def add(self, stream: str, reason: str) -> None:
+        with self._lock:
+            self.reasons.setdefault(stream, reason)
+
+
+def refused_after_serving(stream: str, path: str, reason: str) -> AirbyteTracedException:
+    message = f"Stream {stream}: TeleCMI refused {path} after serving it, through every retry ({reason})"
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error)
+
+
+def skip(lister: Lister, skipped: Skipped, reason: str) -> None:
+    lister.logger.warning(
+        "Stream %s skipped, reported INCOMPLETE: TeleCMI refuses %s to these credentials through every retry (%s). "
+        "Its table is left as it was.",
+        lister.stream,
+        lister.endpoint.path,
+        reason,
+    )
+    skipped.add(lister.stream, reason)
+
+
+class Backlog:
+    """Bounds how far the probing of windows runs ahead of the reading of their pages.
+
+    Memory stays flat however many records a sync reads, counts are fresh when pages are read, and
+    checkpoints follow each other closely. If no page finishes for `patience_s` (the readers are
+    gone: the sync is failing), probing goes on rather than block.
+    """
+
+    def __init__(self, most_pages: int, patience_s: float = 30.0) -> None:
+        self._most_pages = most_pages
+        self._patience_s = patience_s
+        self._pending = 0
+        self._changed = threading.Condition()
+
+    def add(self, pages: int) -> None:
+        with self._changed:
+            self._pending += pages
+
+    def done(self) -> None:
+        with self._changed:
+            self._pending -= 1
+            self._changed.notify_all()
+
+    def wait_for_room(self) -> None:
+        with self._changed:
+            while self._pending > self._most_pages:
+                if not self._changed.wait(timeout=self._patience_s):
+                    return
+
+
+def records_of(stream: str, batch: list[dict[str, Any]], where: Any) -> Iterator[Record]:
+    for data in batch:
+        yield Record(data=data, stream_name=stream, associated_slice=where)
+
+
+class PagePartition(Partition):
+    """One page of one window."""
+
+    def __init__(self, read: WindowRead, number: int, backlog: Backlog) -> None:
+        self._read = read
+        self._number = number
+        self._backlog = backlog
+
+    def read(self) -> Iterable[Record]:
+        window_read = self._read
+        stream = window_read.lister.stream
+        try:
+            yield from records_of(stream, window_read.read_page(self._number), window_read.slice)
+            # The last page of a window to finish makes the window add up before it can be checkpointed.
+            if window_read.finish_page():
+                for batch in window_read.settle():
+                    yield from records_of(stream, batch, window_read.slice)
+        except AccessRefused as refused:
+            raise refused_after_serving(stream, window_read.lister.endpoint.path, str(refused)) from None
+        finally:
+            self._backlog.done()
+
+    def to_slice(self) -> Optional[dict[str, Any]]:
+        return self._read.slice
+
+    def stream_name(self) -> str:
+        return self._read.lister.stream
+
+    def __hash__(self) -> int:
+        return hash((self._read.lister.stream, self._read.window, self._number))
+
+    def __repr__(self) -> str:
+        read = self._read
+        return f"PagePartition({read.lister.stream}, {read.window}, page {self._number}/{read.pages})"
+
+
+class WindowPartitions(PartitionGenerator):
+    """Probes windows one after the other and hands out a partition per page."""
+
+    def __init__(
+        self,
+        lister: Lister,
+        ranges: Callable[[], list[tuple[int, int]]],
+        planner: WindowPlanner,
+        messages: MessageRepository,
+        skipped: Skipped,
+        expect: Optional[Callable[[Window, int], None]] = None,
+    ) -> None:
+        self._lister = lister
+        self._ranges = ranges
+        self._planner = planner
+        self._messages = messages
+        self._skipped = skipped
+        self._expect = expect
+        self._backlog = Backlog(most_pages=2 * planner.target_calls // lister.page_size.largest)
+
+    def _probe(self, window: Window) -> Probe:
+        self._backlog.wait_for_room()
+        # Before any window, the planner's target stands for what a window should hold.
+        expected = self._planner.expected(window)
+        return self._lister.probe(window, self._planner.most_calls, expected or self._planner.target_calls)
+
+    def generate(self) -> Iterable[Partition]:
+        ranges = self._ranges()
+        remaining = sum(last - first + 1 for first, last in ranges)
+        covered = known = 0
+        served = False
+        try:
+            for first, last in ranges:
+                for window, probe in iterate_windows(self._planner, first, last, self._probe, Probe.calls.fget):
+                    served = True
+                    if window.span == 1 and (probe.first.count or 0) > self._planner.most_calls:
+                        raise PagingError(
+                            self._lister.stream,
+                            window,
+                            f"TeleCMI reports {probe.first.count} records in one millisecond",
+                        )
+                    read = WindowRead(self._lister, window, probe)
+                    covered += window.span
+                    known += probe.calls
+                    self._emit_estimate(estimate_total(known, covered, remaining - covered))
+                    if self._expect is not None:
+                        self._expect(window, read.pages)
+                    self._backlog.add(read.pages)
+                    for number in range(1, read.pages + 1):
+                        yield PagePartition(read, number, self._backlog)
+        except AccessRefused as refused:
+            if served:
+                raise refused_after_serving(self._lister.stream, self._lister.endpoint.path, str(refused)) from None
+            skip(self._lister, self._skipped, str(refused))
+
+    def _emit_estimate(self, rows: int) -> None:
+        self._messages.emit_message(
+            AirbyteMessage(
+                type=Type.TRACE,
+                trace=AirbyteTraceMessage(
+                    type=TraceType.ESTIMATE,
+                    emitted_at=time.time() * 1000,
+                    estimate=AirbyteEstimateTraceMessage(
+                        name=self._lister.stream, type=EstimateType.STREAM, row_estimate=rows
+                    ),
+                ),
+            )
+        )
+
+
+class WholeListPartition(Partition):
+    """A list without windows, read whole: from the first of its endpoints that TeleCMI has."""
+
+    def __init__(self, listers: list[Lister], skipped: Skipped) -> None:
+        self._listers = listers
+        self._skipped = skipped
+
+    def read(self) -> Iterable[Record]:
+        for number, lister in enumerate(self._listers, 1):
+            reading = WholeRead(lister)
+            try:
+                for batch in reading.records():
+                    yield from records_of(lister.stream, batch, None)
+                return
+            except EndpointMissing:
+                if number == len(self._listers):
+                    raise
+                lister.logger.info(
+                    "TeleCMI has no %s here; reading %s from %s",
+                    lister.endpoint.path,
+                    lister.stream,
+                    self._listers[number].endpoint.path,
+                )
+            except AccessRefused as refused:
+                if reading.requests > 1:
+                    raise refused_after_serving(lister.stream, lister.endpoint.path, str(refused)) from None
+                skip(lister, self._skipped, str(refused))
+                return
+
+    def to_slice(self) -> Optional[dict[str, Any]]:
+        return None
+
+    def stream_name(self) -> str:
+        return self._listers[0].stream
+
+    def __hash__(self) -> int:
+        return hash(self.stream_name())
+
+
+class OnePartition(PartitionGenerator):
+    def __init__(self, partition: Partition) -> None:
+        self._partition = partition
+
+    def generate(self) -> Iterable[Partition]:
+        yield self._partition

@@ -1,0 +1,139 @@
+"""TeleCMI's platforms and lists as data: adding a list, or a platform, is adding rows here.
+
+A `Platform` is a region and a kind of credentials: where the API is, where the credentials go in a
+body, the body fields of a time window, the count field, and which codes mean success. A `ListRow`
+is one list TeleCMI serves (a stream): its path and page size on each platform that has it, the
+list key, the primary key, the cursor, and the constants the connector adds to its records. A
+platform that lacks a list is simply absent from its row, and discover leaves the stream out.
+No other module branches on the region or the kind of credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+USER, ACCOUNT, INDIA = "user", "account", "india"
+APP_FIELDS = {"appid": "app_id", "secret": "app_secret"}
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A region and a kind of credentials."""
+
+    name: str
+    region: str
+    base_url: str
+    # body field -> what goes in it: "token" (the user token), "app_id" or "app_secret"
+    credentials: Mapping[str, str]
+    window_fields: tuple[str, str]  # the body fields of a window's first and last millisecond
+    count_field: str  # where a page's answer carries the window's total
+    success_codes: frozenset[Any] = frozenset({200})
+
+
+PLATFORMS: dict[str, Platform] = {
+    USER: Platform(USER, "global", "https://rest.telecmi.com", {"token": "token"}, ("from", "to"), "count"),
+    ACCOUNT: Platform(ACCOUNT, "global", "https://rest.telecmi.com", APP_FIELDS, ("start_date", "end_date"), "count"),
+    INDIA: Platform(
+        INDIA,
+        "india",
+        "https://piopiy.telecmi.com",
+        {"appid": "app_id", "token": "app_secret"},
+        ("start_date", "end_date"),
+        "total",
+        frozenset({200, 2000}),  # "cmi-2000" is India's success
+    ),
+}
+REGIONS = {platform.region: platform.base_url for platform in PLATFORMS.values()}
+
+
+def platform_for(region: str, kind: str) -> Platform:
+    """The platform of a region for a kind of credentials ("token", "login" or "app")."""
+    if kind == "app":
+        return PLATFORMS[INDIA if region == "india" else ACCOUNT]
+    if region == "india":
+        raise KeyError("user credentials on the Indian platform")
+    return PLATFORMS[USER]
+
+
+@dataclass(frozen=True)
+class Path:
+    """Where a platform serves a list, the page size to ask for, and credential fields of its own if any."""
+
+    path: str
+    page_size: int
+    count_field: Optional[str] = None  # the platform's, unless this path differs
+    credentials: Optional[Mapping[str, str]] = None  # the platform's, unless this path differs
+
+
+@dataclass(frozen=True)
+class ListRow:
+    """One list TeleCMI serves, as a stream.
+
+    `paths` gives, per platform that has the list, the paths to try in order (the next when TeleCMI
+    does not have one). A list with a `cursor` is read in time windows (incremental); one without
+    is read whole (full refresh). `count_required`: a page without the count is retried (a list
+    whose count is optional is read until a page comes back short).
+    """
+
+    stream: str
+    paths: Mapping[str, tuple[Path, ...]]
+    items: str
+    primary_key: tuple[str, ...]
+    cursor: Optional[str] = None
+    constants: Mapping[str, Any] = field(default_factory=dict)
+    count_required: bool = True
+    # The field a platform's records carry instead of the primary key (India's `_id`), copied into it.
+    key_from: Optional[str] = None
+
+    @property
+    def schema_name(self) -> str:
+        return self.stream
+
+    def on(self, platform: str) -> tuple[Path, ...]:
+        """The paths of this list on `platform`; empty if the platform lacks it."""
+        return self.paths.get(platform, ())
+
+
+def _call_list(stream: str, direction: str, status: str, user: str, account: str, india: str) -> ListRow:
+    return ListRow(
+        stream=stream,
+        paths={USER: (Path(user, 10),), ACCOUNT: (Path(account, 20),), INDIA: (Path(india, 10),)},
+        items="cdr",
+        primary_key=("cmiuid",),
+        cursor="time",
+        constants={"direction": direction, "status": status},
+        key_from="_id",
+    )
+
+
+CALL_LISTS: tuple[ListRow, ...] = (
+    _call_list("incoming_answered_calls", "incoming", "answered", "/v2/user/answered", "/v2/answered", "/v1/answered"),
+    _call_list("incoming_missed_calls", "incoming", "missed", "/v2/user/missed", "/v2/missed", "/v1/missed"),
+    _call_list(
+        "outgoing_answered_calls",
+        "outgoing",
+        "answered",
+        "/v2/user/out_answered",
+        "/v2/out_answered",
+        "/v1/outanswered",
+    ),
+    _call_list("outgoing_missed_calls", "outgoing", "missed", "/v2/user/out_missed", "/v2/out_missed", "/v1/outmissed"),
+)
+
+USERS_LIST = ListRow(
+    stream="users",
+    paths={
+        ACCOUNT: (Path("/v3/user/list", 20), Path("/v2/user/list", 10)),
+        INDIA: (Path("/v1/agent/list", 10, count_field="count", credentials=APP_FIELDS),),
+    },
+    items="agents",
+    primary_key=("agent_id",),
+    count_required=False,
+)
+
+LISTS: tuple[ListRow, ...] = (*CALL_LISTS, USERS_LIST)
+# The request that proves app credentials cheaply: the account's call totals for a window.
+ANALYSIS = {ACCOUNT: Path("/v2/analysis", 1), INDIA: Path("/v1/analysis", 1)}
+LOGIN_PATH = "/v2/user/login"

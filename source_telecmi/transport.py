@@ -1,0 +1,129 @@
+"""The one HTTP session of a sync: pacing, credentials put in at send time, and answers that end in time."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any, Optional
+
+import orjson
+import requests
+import urllib3
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_telecmi.answers import rate_limited, retry_after_s
+from source_telecmi.pacing import Pacer, RateLimitExhausted
+
+# Tests shorten waits with these; production keeps the defaults.
+BACKOFF_SCALE_ENV = "SOURCE_TELECMI_BACKOFF_SCALE"
+REQUEST_TIMEOUT_ENV = "SOURCE_TELECMI_REQUEST_TIMEOUT"
+DEFAULT_REQUEST_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 10.0
+
+
+def wait_scale() -> float:
+    return float(os.environ.get(BACKOFF_SCALE_ENV, "1") or 1)
+
+
+def request_timeout_s() -> float:
+    return float(os.environ.get(REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT_S))
+
+
+class SyncEnded(requests.ConnectionError):
+    """The sync is over (it failed, or its output was closed): no further request goes out."""
+
+
+class Transport(requests.Session):
+    """The one HTTP session of a sync: every request passes the pacer, carries its credentials, and ends in time.
+
+    - Credentials go into the JSON body here, at send time, on a copy of the request: the CDK logs
+      request bodies before sending them, and a renewed token reaches a retried request.
+    - A 429 (HTTP status or body code) is waited out here and never reaches the error handler: it
+      is a signal to slow down (see `pacing`), not a fault that spends a retry.
+    - A whole answer must arrive within the request timeout: a body that trickles forever is a timeout.
+    - Proxy and CA settings are read from the environment once, not on every request.
+    """
+
+    def __init__(self, pacer: Pacer, api_url: str, timeout_s: float) -> None:
+        super().__init__()
+        self._pacer = pacer
+        self._timeout_s = timeout_s
+        self._fill: dict[str, tuple[Callable[[], dict[str, Any]], Optional[str]]] = {}
+        self.unreachable: Optional[str] = None
+        self.ended: Optional[str] = None
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pacer.ceiling + 2)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+        self.proxies.update(requests.utils.get_environ_proxies(api_url))
+        self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.trust_env = False
+
+    def end(self, why: str) -> None:
+        """Send no further request: every request from now on fails at once with `why`."""
+        self.ended = why
+
+    def sign(self, url: str, fill: Callable[[], dict[str, Any]], token_field: Optional[str] = None) -> None:
+        """Requests to `url` carry the body fields `fill()` gives at the moment they are sent.
+
+        `token_field` names the field holding the user token, which the error handler renews.
+        """
+        self._fill[url] = (fill, token_field)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if self.ended:
+            raise SyncEnded(self.ended)
+        if self.unreachable:
+            raise requests.ConnectionError(self.unreachable)
+        if request.url in self._fill:
+            fill, token_field = self._fill[request.url]
+            signed = request.copy()
+            credentials = fill()
+            signed.prepare_body(data=None, files=None, json={**orjson.loads(request.body or b"{}"), **credentials})
+            signed.telecmi_token = credentials.get(token_field) if token_field else None  # type: ignore[attr-defined]
+            request = signed
+        while True:
+            with self._pacer.slot():
+                if self.ended:  # the sync ended while this request waited for its turn
+                    raise SyncEnded(self.ended)
+                response = self._send_in_time(request, **kwargs)
+            if not rate_limited(response):
+                self._pacer.answered()
+                return response
+            try:
+                self._pacer.rate_limited(retry_after_s(response))
+            except RateLimitExhausted as exhausted:
+                raise AirbyteTracedException(
+                    message=f"TeleCMI's rate limit: {exhausted}. Try again later, or lower num_workers.",
+                    internal_message=str(exhausted),
+                    failure_type=FailureType.transient_error,
+                ) from None
+
+    def _send_in_time(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        deadline = time.monotonic() + self._timeout_s
+        kwargs["timeout"] = (min(CONNECT_TIMEOUT_S, self._timeout_s), self._timeout_s)
+        kwargs["stream"] = True
+        kwargs["allow_redirects"] = False
+        response = super().send(request, **kwargs)
+        chunks = []
+        try:
+            while chunk := response.raw.read1(65536, decode_content=True):
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise requests.exceptions.ReadTimeout(
+                        f"the answer took more than {self._timeout_s:g} s to arrive", request=request
+                    )
+        except requests.RequestException:
+            response.close()
+            raise
+        except urllib3.exceptions.ReadTimeoutError as error:
+            response.close()
+            raise requests.exceptions.ReadTimeout(error, request=request) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            response.close()
+            raise requests.exceptions.ChunkedEncodingError(error, request=request) from error
+        response._content = b"".join(chunks)
+        response._content_consumed = True  # type: ignore[attr-defined]
+        response.close()
+        return response
