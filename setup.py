@@ -13,6 +13,8 @@ TEST_REQUIREMENTS = [
     "pytest>=8,<10",
     "requests-mock>=1.11,<2",
     "ruff>=0.6",
+    # The Airbyte protocol's own models (the pydantic 2 build), to validate every line the connector prints.
+    "airbyte-protocol-models-pdv2>=0.17,<1",
 ]
 
 setup(

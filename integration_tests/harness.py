@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -23,6 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from airbyte_protocol.models import AirbyteMessage
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import best_match
 
 from integration_tests.telecmi_simulator import (
     ANSWERED,
@@ -79,7 +84,8 @@ def login_credentials() -> dict[str, Any]:
 
 
 def app_credentials() -> dict[str, Any]:
-    return {"auth_type": "app", "app_id": APP_ID, "app_secret": APP_SECRET}
+    """App credentials as the spec types them: the app id as its digits (0.2's integer still works)."""
+    return {"auth_type": "app", "app_id": str(APP_ID), "app_secret": APP_SECRET}
 
 
 # The kinds of config: credentials and region. "india" is app credentials on TeleCMI's Indian platform.
@@ -132,8 +138,7 @@ def simulator(calls: dict[str, list[dict]] | None = None, **options: Any) -> Sim
         tokens=[TOKEN],
         users={DEFAULT_USER_ID: PASSWORD},
         apps={APP_ID: APP_SECRET},
-        agents=generate_agents(12, app_id=APP_ID),
-        **options,
+        **{"agents": generate_agents(12, app_id=APP_ID), **options},
     )
 
 
@@ -220,8 +225,44 @@ class Run:
 
 
 def parse(stdout: str) -> list[dict[str, Any]]:
-    """Every stdout line must be a protocol message."""
-    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    """Every stdout line must be a protocol message, valid against the Airbyte protocol's own models."""
+    messages = []
+    for number, line in enumerate(stdout.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            AirbyteMessage.model_validate_json(line)
+        except ValueError as invalid:
+            raise AssertionError(
+                f"stdout line {number} is not a valid AirbyteMessage ({invalid}): {line[:300]}"
+            ) from None
+        messages.append(json.loads(line))
+    return messages
+
+
+_SCHEMAS: dict[str, dict[str, Draft7Validator]] = {}
+
+
+def schemas_of(config: dict[str, Any]) -> dict[str, Draft7Validator]:
+    """A validator per stream of the schemas discover declares for this kind of config (discovered in-process)."""
+    credentials = config.get("credentials") or {}
+    key = f"{credentials.get('auth_type')}-{config.get('region') or 'global'}"
+    if key not in _SCHEMAS:
+        from source_telecmi import SourceTelecmi
+
+        catalog = SourceTelecmi().discover(logging.getLogger("airbyte.harness"), config)
+        _SCHEMAS[key] = {s.name: Draft7Validator(s.json_schema) for s in catalog.streams}
+    return _SCHEMAS[key]
+
+
+def check_records(run: Run, config: dict[str, Any]) -> None:
+    """Every record of a run matches the schema discover declares for its stream."""
+    validators = schemas_of(config)
+    for message in run.of("RECORD"):
+        stream, data = message["record"]["stream"], message["record"]["data"]
+        assert stream in validators, f"a record of {stream}, which discover does not declare"
+        error = best_match(validators[stream].iter_errors(data))
+        assert error is None, f"a {stream} record does not match its schema: {error.message} at {list(error.path)}"
 
 
 def state_messages(run: Run) -> list[dict[str, Any]]:
@@ -248,6 +289,7 @@ class Connector:
     prefix: list[str] = field(default_factory=lambda: [COMMAND])
     files_at: str | None = None
     fast: bool = True
+    validate: bool = True  # every record checked against its discovered schema (the bench turns it off)
 
     def write(self, name: str, content: Any) -> str:
         path = Path(self.workdir) / name
@@ -275,7 +317,10 @@ class Connector:
     ) -> Run:
         args = self.args(verb, config or {}, catalog, state) + (["--debug"] if debug else [])
         done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=self.environment())
-        return Run(done.returncode, parse(done.stdout), done.stdout, done.stderr)
+        run = Run(done.returncode, parse(done.stdout), done.stdout, done.stderr)
+        if verb == "read" and self.validate:
+            check_records(run, config or {})
+        return run
 
     def start(self, verb: str, config: dict, catalog: dict, state: list | None = None) -> subprocess.Popen:
         """Start a run whose output the caller reads as it comes (to kill it mid-way)."""

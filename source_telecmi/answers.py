@@ -179,7 +179,9 @@ STATUS_WITHOUT_CODE: dict[int, Decision] = {
 # Statuses of a server or proxy that is busy, restarting or cut off from TeleCMI: retried like a 5xx,
 # whatever the body says. 408 (request timeout), 425 (too early), 5xx, and the 52x of CDN proxies.
 RETRIED_STATUSES = frozenset({408, 425, *range(500, 600)})
-RETRY_STATUS = Decision(Action.RETRY, "TeleCMI or a proxy in front of it answered HTTP {status}: {text}")
+RETRY_STATUS = Decision(
+    Action.RETRY, "TeleCMI (or a proxy in front of it) had a server error or timed out (HTTP {status}): {text}"
+)
 # A redirect is never followed: a body carrying credentials must not travel to another address.
 REDIRECT = Decision(
     Action.CONFIG, "api_url {api_url} redirects (HTTP {status} to {location}): set api_url to that address"

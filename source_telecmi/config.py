@@ -84,6 +84,16 @@ class TelecmiConfig:
         )
 
 
+def upgraded(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config in the spec's current types: an `app_id` saved as a number (as 0.2 allowed) becomes its digits."""
+    out = dict(config)
+    credentials = out.get("credentials")
+    app_id = credentials.get("app_id") if isinstance(credentials, Mapping) else None
+    if isinstance(app_id, int) and not isinstance(app_id, bool):
+        out["credentials"] = {**credentials, "app_id": str(app_id)}
+    return out
+
+
 def _whole_number(config: Mapping[str, Any], field: str, default: int, low: int, high: int) -> int:
     value = config.get(field, default)
     if value is None:

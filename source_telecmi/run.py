@@ -40,27 +40,16 @@ class TelecmiEntrypoint(AirbyteEntrypoint):
 
     The CDK's own check against the spec reports a raw schema message ("0 is less than the minimum
     of 1"); the connector's config checks run first and name the field, then the spec is checked
-    with the field's path in the message. An `app_id` saved as a number by an older version is
-    the digit string the spec asks for.
+    with the field's path in the message.
     """
 
     @staticmethod
     def validate_connection(source_spec: ConnectorSpecification, config: Mapping[str, Any]) -> None:
         TelecmiConfig.parse(config)
-        error = best_match(Draft7Validator(source_spec.connectionSpecification).iter_errors(as_specified(config)))
+        error = best_match(Draft7Validator(source_spec.connectionSpecification).iter_errors(dict(config)))
         if error is not None:
             where = ".".join(str(part) for part in error.absolute_path) or "the config"
             raise ConfigError(f"{where}: {error.message}")
-
-
-def as_specified(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config in the spec's types: an integer app id as its digits."""
-    out = dict(config)
-    credentials = out.get("credentials")
-    app_id = credentials.get("app_id") if isinstance(credentials, Mapping) else None
-    if isinstance(app_id, int) and not isinstance(app_id, bool):
-        out["credentials"] = {**credentials, "app_id": str(app_id)}
-    return out
 
 
 class MaskedStream:
@@ -130,6 +119,10 @@ def masked_message(line: str) -> str:
         return as_log_line(mask(line.rstrip("\n")))
     if not isinstance(message, dict) or "type" not in message:
         return as_log_line(mask(line.rstrip("\n")))
+    if message["type"] == "DEBUG":  # the CDK's debug log lines are no protocol message: made a LOG at DEBUG
+        data = message.get("data")
+        text = f"{message.get('message', '')} {json.dumps(data, default=str)}" if data else message.get("message", "")
+        return as_log_line(mask(str(text)), Level.DEBUG)
     return json.dumps(masked_strings(message), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
@@ -143,8 +136,8 @@ def masked_strings(value: Any) -> Any:
     return value
 
 
-def as_log_line(text: str) -> str:
-    log = AirbyteMessage(type=Type.LOG, log=AirbyteLogMessage(level=Level.WARN, message=text))
+def as_log_line(text: str, level: Level = Level.WARN) -> str:
+    log = AirbyteMessage(type=Type.LOG, log=AirbyteLogMessage(level=level, message=text))
     return AirbyteEntrypoint.airbyte_message_to_string(log) + "\n"
 
 
@@ -189,7 +182,7 @@ def run(argv: Optional[list[str]] = None) -> int:
             try:
                 entrypoint = TelecmiEntrypoint(SourceTelecmi())
                 for message in entrypoint.run(entrypoint.parse_args(argv if argv is not None else sys.argv[1:])):
-                    print(message)
+                    print(f"{message}\n", end="")  # one write: a worker's log line cannot land inside it
             except SystemExit as leaving:
                 code = leaving.code if isinstance(leaving.code, int) else 1
             except Exception as error:  # noqa: BLE001 - the last word is a masked trace

@@ -37,7 +37,7 @@ from airbyte_cdk.utils.stream_status_utils import as_airbyte_message as stream_s
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.answers import AccessRefused, EndpointMissing
-from source_telecmi.config import ConfigError, TelecmiConfig
+from source_telecmi.config import ConfigError, TelecmiConfig, upgraded
 from source_telecmi.partitions import OnePartition, Skipped, WholeListPartition, WindowPartitions
 from source_telecmi.platforms import CALL_LISTS, LISTS, ListRow
 from source_telecmi.records import Conformer
@@ -96,10 +96,44 @@ class SourceTelecmi(Source):
 
     def __init__(self) -> None:
         self._message_repository: MessageRepository = InMemoryMessageRepository()
+        self._conformers: dict[str, Conformer] = {}  # per stream: what could not be converted to its schema
 
     @property
     def message_repository(self) -> MessageRepository:
         return self._message_repository
+
+    @classmethod
+    def read_state(cls, state_path: str) -> list[AirbyteStateMessage]:
+        """The saved state: the per-stream states this connector writes, or a config error saying a reset fixes it."""
+        if not state_path:
+            return []
+
+        def unreadable(what: str) -> ConfigError:
+            return ConfigError(
+                f"The saved state cannot be read: {what}. This connector writes one STREAM state per stream; reset "
+                "the connection's streams (their records are read again from start_date) to fix it."
+            )
+
+        try:
+            saved = cls._read_json_file(state_path)
+        except Exception as error:  # noqa: BLE001 - any unreadable file means the same to the user
+            raise unreadable(f"it is not JSON ({type(error).__name__})") from None
+        if not saved:
+            return []
+        if not isinstance(saved, list):
+            raise unreadable(f"it is a JSON {type(saved).__name__}, not the list of state messages Airbyte sends")
+        try:
+            states = super().read_state(state_path)
+        except Exception as error:  # noqa: BLE001
+            raise unreadable(one_line(str(error), 200)) from None
+        kinds = {str(getattr(s.type, "value", s.type)) for s in states} - {"STREAM"}
+        if kinds:
+            raise unreadable(f"it holds a {', '.join(sorted(kinds))} state, which this connector never writes")
+        return states
+
+    def configure(self, config: Mapping[str, Any], temp_dir: str) -> Mapping[str, Any]:
+        """The config as the spec types it, before anything validates it: an older integer app id as digits."""
+        return super().configure(upgraded(config), temp_dir)
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """One cheap request that proves the credentials: FAILED with a one-line reason, never raises."""
@@ -168,6 +202,8 @@ class SourceTelecmi(Source):
         try:
             for stream in streams:
                 yield from self._read_one(stream, settings, logger, messages, queue, skipped)
+                for line in self._conformers[stream.name].report():
+                    logger.warning("Stream %s: %s", stream.name, line)
         finally:
             api.end("the sync is over")
 
@@ -221,7 +257,8 @@ class SourceTelecmi(Source):
         cursor: Any = FinalStateCursor(row.stream, None, messages)
         if api is None or skipped is None:
             return build_stream(row, schema, None, cursor, logger)
-        shape = shaper(row, Conformer(row.stream, schema))
+        conform = self._conformers[row.stream] = Conformer(row.stream, schema)
+        shape = shaper(row, conform)
         listers = [Lister(row.stream, e, shape, instant_for(row), logger) for e in api.endpoints(row)]
         if row.cursor is None:
             return build_stream(row, schema, OnePartition(WholeListPartition(listers, skipped)), cursor, logger)

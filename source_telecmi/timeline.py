@@ -48,8 +48,10 @@ def days_ms(days: int) -> int:
 
 
 DATE_FORMS_HUMAN = "YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (fractional seconds and +00:00 allowed)"
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$", re.IGNORECASE)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?[0-5]\d)?$", re.IGNORECASE | re.ASCII
+)
 
 
 def parse_utc(value: Any, field: str) -> int:
