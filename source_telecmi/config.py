@@ -43,6 +43,7 @@ class TelecmiConfig:
     api_url: str
     num_workers: int
     region: str = "global"
+    lookback_days: int = 0
 
     @property
     def platform(self) -> Platform:
@@ -78,6 +79,7 @@ class TelecmiConfig:
             start=start,
             end=end,
             lookback_ms=days_ms(lookback_days),
+            lookback_days=lookback_days,
             api_url=_api_url(config.get("api_url") or API_URLS[region]),
             num_workers=num_workers,
             region=region,

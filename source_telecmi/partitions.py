@@ -22,6 +22,7 @@ from airbyte_cdk.models import (
     Type,
 )
 from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import FinalStateCursor
 from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
 from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
 from airbyte_cdk.sources.types import Record
@@ -117,6 +118,10 @@ class PagePartition(Partition):
         finally:
             self._backlog.done()
 
+    def closed(self) -> None:
+        """Called by the stream's cursor once the partition is closed."""
+        self._read.page_closed()
+
     def to_slice(self) -> Optional[dict[str, Any]]:
         return self._read.slice
 
@@ -129,6 +134,15 @@ class PagePartition(Partition):
     def __repr__(self) -> str:
         read = self._read
         return f"PagePartition({read.lister.stream}, {read.window}, page {self._number}/{read.pages})"
+
+
+class FullRefreshWindows(FinalStateCursor):
+    """The cursor of a windowed list read in full refresh: no state but the final one; it tells pages they closed."""
+
+    def close_partition(self, partition: Partition) -> None:
+        closed = getattr(partition, "closed", None)
+        if closed is not None:
+            closed()
 
 
 class WindowPartitions(PartitionGenerator):

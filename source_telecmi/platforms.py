@@ -67,25 +67,38 @@ class Path:
     credentials: Optional[Mapping[str, str]] = None  # the platform's, unless this path differs
 
 
+PAGED, DAILY, SINGLE = "paged", "daily", "single"
+
+
 @dataclass(frozen=True)
 class ListRow:
     """One list TeleCMI serves, as a stream.
 
     `paths` gives, per platform that has the list, the paths to try in order (the next when TeleCMI
-    does not have one). A list with a `cursor` is read in time windows (incremental); one without
-    is read whole (full refresh). `count_required`: a page without the count is retried (a list
-    whose count is optional is read until a page comes back short).
+    does not have one). `kind` says how it is read:
+    - `paged`: pages of records under `items`. With a `cursor` it is read in time windows
+      (incremental); without, whole (full refresh). `count_required`: a page without the count is
+      retried (a list whose count is optional is read until a page comes back short).
+    - `daily`: one answer per UTC day, for that day's range; its `fields` make the day's record.
+    - `single`: one answer per sync; its `fields` make the sync's one record.
     """
 
     stream: str
     paths: Mapping[str, tuple[Path, ...]]
-    items: str
     primary_key: tuple[str, ...]
+    items: str = ""
     cursor: Optional[str] = None
     constants: Mapping[str, Any] = field(default_factory=dict)
     count_required: bool = True
     # The field a platform's records carry instead of the primary key (India's `_id`), copied into it.
     key_from: Optional[str] = None
+    kind: str = PAGED
+    fields: tuple[str, ...] = ()  # daily and single: the answer's fields a record is made of
+
+    @property
+    def windowed(self) -> bool:
+        """Read in time windows, exactly once per window (the call lists, the voicemails)."""
+        return self.kind == PAGED and self.cursor is not None
 
     @property
     def schema_name(self) -> str:
@@ -122,6 +135,14 @@ CALL_LISTS: tuple[ListRow, ...] = (
     _call_list("outgoing_missed_calls", "outgoing", "missed", "/v2/user/out_missed", "/v2/out_missed", "/v1/outmissed"),
 )
 
+VOICEMAILS = ListRow(
+    stream="voicemails",
+    paths={ACCOUNT: (Path("/v2/voicemail", 10),), INDIA: (Path("/v1/voicemail", 10),)},
+    items="voicemail",
+    primary_key=("voicename",),
+    cursor="time",
+)
+
 USERS_LIST = ListRow(
     stream="users",
     paths={
@@ -133,7 +154,25 @@ USERS_LIST = ListRow(
     count_required=False,
 )
 
-LISTS: tuple[ListRow, ...] = (*CALL_LISTS, USERS_LIST)
-# The request that proves app credentials cheaply: the account's call totals for a window.
+# The request that proves app credentials cheaply, and TeleCMI's own totals of a range.
 ANALYSIS = {ACCOUNT: Path("/v2/analysis", 1), INDIA: Path("/v1/analysis", 1)}
+
+DAILY_TOTALS = ListRow(
+    stream="daily_call_totals",
+    paths={platform: (path,) for platform, path in ANALYSIS.items()},
+    primary_key=("day",),
+    cursor="day",
+    kind=DAILY,
+    fields=("total", "answered", "missed"),
+)
+
+BALANCE = ListRow(
+    stream="account_balance",
+    paths={ACCOUNT: (Path("/v2/balance", 1),), INDIA: (Path("/v1/balance", 1),)},
+    primary_key=(),
+    kind=SINGLE,
+    fields=("balance", "sms", "expire"),
+)
+
+LISTS: tuple[ListRow, ...] = (*CALL_LISTS, VOICEMAILS, USERS_LIST, DAILY_TOTALS, BALANCE)
 LOGIN_PATH = "/v2/user/login"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from queue import Queue
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from airbyte_cdk.models import (
     AirbyteCatalog,
@@ -37,14 +37,16 @@ from airbyte_cdk.utils.stream_status_utils import as_airbyte_message as stream_s
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.answers import AccessRefused, EndpointMissing
+from source_telecmi.audit import AUDIT_CURSOR, AUDIT_KEY, SYNC_AUDIT, Audit
 from source_telecmi.config import ConfigError, TelecmiConfig, upgraded
-from source_telecmi.partitions import OnePartition, Skipped, WholeListPartition, WindowPartitions
-from source_telecmi.platforms import CALL_LISTS, LISTS, ListRow
+from source_telecmi.partitions import FullRefreshWindows, OnePartition, Skipped, WholeListPartition, WindowPartitions
+from source_telecmi.platforms import CALL_LISTS, DAILY, LISTS, SINGLE, ListRow
 from source_telecmi.records import Conformer
 from source_telecmi.secrets import one_line
 from source_telecmi.streams import build_stream, instant_for, schema_of, shaper
 from source_telecmi.telecmi import CHECK_MAX_RETRIES, TelecmiApi
-from source_telecmi.timeline import WindowCursor, WindowPlanner, check_window, ranges_to_read, readable_state
+from source_telecmi.timeline import WindowCursor, WindowPlanner, check_window, day_of, ranges_to_read, readable_state
+from source_telecmi.totals import DayCursor, DayReading, SinglePartition, balance_extra, days_to_read
 from source_telecmi.windows import Lister
 
 QUEUE_SIZE = 10_000
@@ -167,7 +169,7 @@ class SourceTelecmi(Source):
     def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
         settings = TelecmiConfig.parse(config)
         streams = [self._stream(row, settings, logger) for row in rows_for(settings)]
-        return AirbyteCatalog(streams=[s.as_airbyte_stream() for s in streams])
+        return AirbyteCatalog(streams=[s.as_airbyte_stream() for s in [*streams, audit_stream(logger)]])
 
     def read(
         self,
@@ -183,7 +185,7 @@ class SourceTelecmi(Source):
         state_manager = ConnectorStateManager(state=state)
         wanted = {c.stream.name: c.sync_mode for c in catalog.streams}
         rows = rows_for(settings)
-        unknown = set(wanted) - {row.stream for row in rows}
+        unknown = set(wanted) - {row.stream for row in rows} - {SYNC_AUDIT}
         if unknown:
             raise ConfigError(
                 f"The catalog asks for {', '.join(sorted(unknown))}, which this source does not have with these "
@@ -191,19 +193,31 @@ class SourceTelecmi(Source):
             )
         api = api_of(settings, logger)
         skipped = Skipped()
+        audit = Audit(messages)
+        wiring = Wiring(settings, logger, api, state_manager, messages, skipped, audit)
         streams = [
-            self._stream(row, settings, logger, api, wanted[row.stream], state_manager, messages, skipped)
-            for row in rows
-            if row.stream in wanted
+            self._stream(row, settings, logger, wiring, wanted[row.stream]) for row in rows if row.stream in wanted
         ]
-        if not streams:
+        if not streams and SYNC_AUDIT not in wanted:
             return
         api.sign_in()  # wrong login credentials fail here, once, not in every stream
         try:
             for stream in streams:
-                yield from self._read_one(stream, settings, logger, messages, queue, skipped)
+                try:
+                    yield from self._read_one(stream, settings, logger, messages, queue, skipped, audit)
+                except SyncFailed:
+                    api.end("the sync failed")
+                    if SYNC_AUDIT in wanted:  # the windows it did complete
+                        yield from audit.messages(audit_stream(logger).as_airbyte_stream())
+                    raise
                 for line in self._conformers[stream.name].report():
                     logger.warning("Stream %s: %s", stream.name, line)
+                summary = audit.summary(stream.name)
+                if summary:
+                    logger.info(summary)
+            api.end("the sync is over")
+            if SYNC_AUDIT in wanted:
+                yield from audit.messages(audit_stream(logger).as_airbyte_stream())
         finally:
             api.end("the sync is over")
 
@@ -215,6 +229,7 @@ class SourceTelecmi(Source):
         messages: MessageRepository,
         queue: Queue[Any],
         skipped: Skipped,
+        audit: Audit,
     ) -> Iterator[AirbyteMessage]:
         """One stream, with every worker; its final status says INCOMPLETE where TeleCMI refused it."""
         concurrent = ConcurrentSource.create(
@@ -226,6 +241,8 @@ class SourceTelecmi(Source):
             queue=queue,
         )
         for message in concurrent.read([stream]):
+            if audit.take(message):
+                continue
             if message.type == Type.TRACE and message.trace.type == TraceType.ERROR:
                 yield message
                 yield stream_status(stream.as_airbyte_stream(), AirbyteStreamStatus.INCOMPLETE)
@@ -245,32 +262,37 @@ class SourceTelecmi(Source):
         row: ListRow,
         settings: TelecmiConfig,
         logger: logging.Logger,
-        api: Optional[TelecmiApi] = None,
+        wiring: Optional[Wiring] = None,
         mode: Optional[SyncMode] = None,
-        state_manager: Optional[ConnectorStateManager] = None,
-        messages: Optional[MessageRepository] = None,
-        skipped: Optional[Skipped] = None,
     ) -> DefaultStream:
-        """The stream of `row`; with `api`, wired to read in `mode`."""
+        """The stream of `row`; with `wiring`, wired to read in `mode`."""
         schema = schema_of(row.schema_name)
-        messages = messages or self._message_repository
+        if wiring is None:
+            return build_stream(row, schema, None, FinalStateCursor(row.stream, None, self._message_repository), logger)
+        messages, skipped = wiring.messages, wiring.skipped
         cursor: Any = FinalStateCursor(row.stream, None, messages)
-        if api is None or skipped is None:
-            return build_stream(row, schema, None, cursor, logger)
         conform = self._conformers[row.stream] = Conformer(row.stream, schema)
         shape = shaper(row, conform)
-        listers = [Lister(row.stream, e, shape, instant_for(row), logger) for e in api.endpoints(row)]
-        if row.cursor is None:
-            return build_stream(row, schema, OnePartition(WholeListPartition(listers, skipped)), cursor, logger)
-        incremental = mode == SyncMode.incremental
-        if incremental:
-            cursor = self._cursor(row, settings, state_manager, messages)
-        lister = listers[0]
-        planner = planner_for(settings.num_workers, lister.page_size.largest)
-        ranges = ranges_for(cursor if incremental else None, settings)
-        partitions = WindowPartitions(
-            lister, ranges, planner, messages, skipped, cursor.expect if incremental else None
-        )
+        audit = wiring.audit.window_done if row.windowed else None
+        listers = [Lister(row.stream, e, shape, instant_for(row), logger, audit) for e in wiring.api.endpoints(row)]
+        incremental = mode == SyncMode.incremental and row.cursor is not None
+        if row.kind == SINGLE:
+            partitions: Any = OnePartition(SinglePartition(listers[0], skipped, balance_extra))
+        elif row.kind == DAILY:
+            saved = wiring.state_manager.get_stream_state(row.stream, None) if incremental else {}
+            days = days_to_read(saved, settings.start, settings.end, settings.lookback_days)
+            if incremental and days:
+                cursor = DayCursor(row.stream, messages, day_of(days[-1].first))
+            partitions = DayReading(listers[0], days, skipped)
+        elif not row.windowed:
+            partitions = OnePartition(WholeListPartition(listers, skipped))
+        else:
+            cursor = self._cursor(row, settings, wiring.state_manager, messages) if incremental else None
+            lister = listers[0]
+            planner = planner_for(settings.num_workers, lister.page_size.largest)
+            ranges = ranges_for(cursor, settings)
+            partitions = WindowPartitions(lister, ranges, planner, messages, skipped, cursor.expect if cursor else None)
+            cursor = cursor or FullRefreshWindows(row.stream, None, messages)
         return build_stream(row, schema, partitions, cursor, logger)
 
     @staticmethod
@@ -288,6 +310,26 @@ class SourceTelecmi(Source):
         return WindowCursor(
             row.stream, saved, messages, state_manager, start=settings.start, end=settings.end, cursor_field=row.cursor
         )
+
+
+class Wiring(NamedTuple):
+    """What the streams of one sync share."""
+
+    settings: TelecmiConfig
+    logger: logging.Logger
+    api: TelecmiApi
+    state_manager: ConnectorStateManager
+    messages: MessageRepository
+    skipped: Skipped
+    audit: Audit
+
+
+def audit_stream(logger: logging.Logger) -> DefaultStream:
+    """The `sync_audit` stream as discover declares it (its records are the audit's, not a list's)."""
+    row = ListRow(stream=SYNC_AUDIT, paths={}, primary_key=AUDIT_KEY, cursor=AUDIT_CURSOR)
+    return build_stream(
+        row, schema_of(SYNC_AUDIT), None, FinalStateCursor(SYNC_AUDIT, None, InMemoryMessageRepository()), logger
+    )
 
 
 def _status_of(message: AirbyteMessage) -> Optional[AirbyteStreamStatus]:

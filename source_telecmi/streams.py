@@ -30,7 +30,7 @@ def schema_of(name: str) -> dict[str, Any]:
 
 def instant_for(row: ListRow) -> Callable[[Mapping[str, Any]], Optional[int]]:
     """When a record of `row` was made, in epoch ms, whatever form TeleCMI sent its cursor in."""
-    cursor = row.cursor
+    cursor = row.cursor if row.windowed else None
 
     def instant(record: Mapping[str, Any]) -> Optional[int]:
         return instant_of(record.get(cursor)) if cursor else None
@@ -40,13 +40,13 @@ def instant_for(row: ListRow) -> Callable[[Mapping[str, Any]], Optional[int]]:
 
 def shaper(row: ListRow, conform: Conformer) -> Callable[[dict[str, Any], Optional[int]], dict[str, Any]]:
     """The function that makes a TeleCMI record of `row` warehouse-ready."""
-    key = row.primary_key[0]
+    key = row.primary_key[0] if row.primary_key else None
 
     def shape(record: dict[str, Any], instant: Optional[int]) -> dict[str, Any]:
         out = without_secrets(record)
-        if row.key_from and out.get(key) is None and out.get(row.key_from) is not None:
+        if key and row.key_from and out.get(key) is None and out.get(row.key_from) is not None:
             out[key] = str(out[row.key_from])  # India's id, so every platform keys on the same field
-        if row.cursor:
+        if row.windowed and row.cursor:
             out[row.cursor] = instant
             out[STARTED_AT] = iso_ms(instant) if instant is not None else None
         out.update(row.constants)

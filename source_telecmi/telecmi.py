@@ -257,7 +257,7 @@ class TelecmiApi:
             url = self.api_url + path.path
             self._sign(url, path.credentials or self.platform.credentials)
             count_field = path.count_field or self.platform.count_field
-            lacking = listing(row.items, count_field, row.count_required)
+            lacking = listing(row.items, count_field, row.count_required) if row.items else needing(row.fields)
             client, handler = self._client(row.stream, lacking)
             endpoints.append(ListEndpoint(client, handler, url, path, row, count_field, self.platform.window_fields))
         return endpoints
@@ -307,6 +307,20 @@ def listing(items: str, count_field: str, count_required: bool = True) -> Callab
     return lacking
 
 
+def needing(fields: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Optional[str]]:
+    """What an answer that is one record (totals, a balance) lacks, if anything: each of `fields`."""
+
+    def lacking(body: Mapping[str, Any]) -> Optional[str]:
+        missing = [name for name in fields if body.get(name) is None]
+        return (
+            None
+            if not missing
+            else "the field" + ("s " if len(missing) > 1 else " ") + ", ".join(f"'{name}'" for name in missing)
+        )
+
+    return lacking
+
+
 class ListEndpoint:
     """One path serving a list: a page of it, for a time range or for the whole list."""
 
@@ -328,6 +342,13 @@ class ListEndpoint:
         self.row = row
         self._count_field = count_field
         self._window_fields = window_fields
+
+    def ask(self, span: Optional[tuple[int, int]] = None) -> dict[str, Any]:
+        """The answer for the records from span[0] to span[1] ms (as sent), or with no range: one record's fields."""
+        body: dict[str, Any] = {}
+        if span is not None:
+            body[self._window_fields[0]], body[self._window_fields[1]] = span
+        return post(self._http, self._handler, self.url, body)
 
     def page(self, number: int, limit: int, span: Optional[tuple[int, int]] = None) -> Page:
         """Page `number` of `limit` records, of the calls from span[0] to span[1] ms (as sent) or of the whole list."""

@@ -334,10 +334,13 @@ class WindowCursor(ConcurrentCursor):
         with self._observe_lock:
             left = self._pages.get(key, 1) - 1  # type: ignore[call-overload]
             self._pages[key] = left  # type: ignore[index]
-            if left > 0:
-                return
-            self._pages.pop(key, None)  # type: ignore[arg-type]
-        super().close_partition(partition)
+            if left == 0:
+                self._pages.pop(key, None)  # type: ignore[arg-type]
+        if left == 0:
+            super().close_partition(partition)
+        closed = getattr(partition, "closed", None)  # after the state: what waits for the window to be done
+        if closed is not None:
+            closed()
 
     def finished(self) -> list[tuple[int, int, Optional[int]]]:
         """The ranges the state says are finished, merged."""
@@ -416,3 +419,29 @@ def iterate_windows(
             continue
         yield window, probed
         position = window.last + 1
+
+
+def day_of(instant: int) -> str:
+    """The UTC day of an epoch-ms instant: 2025-12-01."""
+    return datetime.fromtimestamp(instant // SECOND_MS, tz=UTC).strftime("%Y-%m-%d")
+
+
+def day_start(day: str) -> int:
+    """The first millisecond of a UTC day given as YYYY-MM-DD."""
+    return iso_to_ms(day)
+
+
+def day_windows(first_day: str, start: int, end: int) -> list[Window]:
+    """The UTC days from `first_day` to the day of `end`, each its first to its last millisecond, the last one
+    cut at `end` (its totals so far), the first one starting no earlier than `start`'s day."""
+    first = max(day_start(first_day), day_start(day_of(start)))
+    windows = []
+    while first <= end:
+        windows.append(Window(first, min(first + DAY_MS - 1, end)))
+        first += DAY_MS
+    return windows
+
+
+def day_before(day: str, days: int) -> str:
+    """The day `days` before `day` (YYYY-MM-DD)."""
+    return day_of(day_start(day) - days * DAY_MS)

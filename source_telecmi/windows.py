@@ -402,7 +402,9 @@ class WindowRead(Reading):
         self._budget = max(LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE * probe.pages)
         self._read_already = dict(probe.read)
         self._finished = 0
+        self._closed = 0
         self._last_count = probe.first.count or 0
+        self.done: Optional[WindowAudit] = None
 
     def read_page(self, number: int) -> list[dict[str, Any]]:
         """The records of page `number` to emit (new, and owned by this window)."""
@@ -452,18 +454,23 @@ class WindowRead(Reading):
                     self.window,
                     shortfall,
                 )
-        if self.lister.audit is not None:
-            self.lister.audit(
-                WindowAudit(
-                    stream=self.lister.stream,
-                    window=self.window,
-                    telecmi_count=self._owned + shortfall,
-                    records_emitted=self._owned,
-                    requests=self.requests,
-                    verdict="count_wrong" if shortfall else "complete",
-                    shortfall=shortfall,
-                )
-            )
+        self.done = WindowAudit(
+            stream=self.lister.stream,
+            window=self.window,
+            telecmi_count=self._owned + shortfall,
+            records_emitted=self._owned,
+            requests=self.requests,
+            verdict="count_wrong" if shortfall else "complete",
+            shortfall=shortfall,
+        )
+
+    def page_closed(self) -> None:
+        """A page's partition closed (its records handed on, its state queued); the last one hands on the audit."""
+        with self._lock:
+            self._closed += 1
+            last = self._closed == self.pages
+        if last and self.done is not None and self.lister.audit is not None:
+            self.lister.audit(self.done)
 
     def _settle(self, piece: Window, known: Optional[Ledger]) -> Generator[Any, None, int]:
         """Make `piece` add up; returns how many records TeleCMI counts there but never returns (its count is wrong)."""

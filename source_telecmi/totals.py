@@ -1,0 +1,146 @@
+"""Lists that are one answer, not pages: TeleCMI's totals per UTC day, and the account's balance.
+
+`daily_call_totals` asks TeleCMI's analysis once per day, the days in parallel. Incremental: a later
+sync reads the new days and again the `lookback_window_days` before them (at least the last day it
+had read: its totals grow as late calls land), nothing older; its state is the last day read.
+`account_balance` is one answer per sync, a record with the time it was read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from typing import Any, Optional
+
+from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import FinalStateCursor
+from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
+from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
+from airbyte_cdk.sources.types import Record
+
+from source_telecmi.answers import AccessRefused
+from source_telecmi.partitions import Skipped, refused_after_serving, skip
+from source_telecmi.telecmi import ListEndpoint
+from source_telecmi.timeline import Window, day_before, day_of, day_windows, iso_ms, now_ms
+from source_telecmi.windows import Lister
+
+DAY_FIELD = "day"
+
+Shape = Callable[[dict[str, Any], Optional[int]], dict[str, Any]]
+
+
+class DayCursor(FinalStateCursor):
+    """The state of `daily_call_totals`: the last day a sync read, once every day of it was read."""
+
+    def __init__(self, stream: str, messages: MessageRepository, last_day: str) -> None:
+        super().__init__(stream, None, messages)
+        self._last_day = last_day
+
+    @property
+    def state(self) -> MutableMapping[str, Any]:
+        return {DAY_FIELD: self._last_day}
+
+
+def days_to_read(state: Mapping[str, Any], start: int, end: int, lookback_days: int) -> list[Window]:
+    """The days a sync asks totals for: from start_date's day, or after a state from its last day less the lookback."""
+    first = day_of(start)
+    saved = state.get(DAY_FIELD) if state else None
+    if isinstance(saved, str):
+        first = max(first, day_before(saved, max(lookback_days - 1, 0)))
+    return day_windows(first, start, end)
+
+
+class DayPartition(Partition):
+    """One day's totals."""
+
+    def __init__(self, reading: DayReading, day: Window) -> None:
+        self._reading = reading
+        self._day = day
+
+    def read(self) -> Iterable[Record]:
+        record = self._reading.read(self._day)
+        if record is not None:
+            yield Record(data=record, stream_name=self._reading.lister.stream, associated_slice=None)
+
+    def to_slice(self) -> Optional[Mapping[str, Any]]:
+        return {"day": day_of(self._day.first)}
+
+    def stream_name(self) -> str:
+        return self._reading.lister.stream
+
+    def __hash__(self) -> int:
+        return hash((self.stream_name(), self._day.first))
+
+
+class DayReading(PartitionGenerator):
+    """The days of one sync, a partition each; a refusal before any day was served skips the stream."""
+
+    def __init__(self, lister: Lister, days: list[Window], skipped: Skipped) -> None:
+        self.lister = lister
+        self._days = days
+        self._skipped = skipped
+        self._served = False
+        self._lock = threading.Lock()
+
+    def generate(self) -> Iterable[Partition]:
+        for day in self._days:
+            if self.lister.stream in self._skipped.reasons:
+                return
+            yield DayPartition(self, day)
+
+    def read(self, day: Window) -> Optional[dict[str, Any]]:
+        if self.lister.stream in self._skipped.reasons:
+            return None
+        try:
+            answer = self.lister.endpoint.ask((day.first, day.last))
+        except AccessRefused as refused:
+            with self._lock:
+                served = self._served
+            if served:
+                raise refused_after_serving(self.lister.stream, self.lister.endpoint.path, str(refused)) from None
+            skip(self.lister, self._skipped, str(refused))
+            return None
+        with self._lock:
+            self._served = True
+        fields = {name: answer.get(name) for name in self.lister.endpoint.row.fields}
+        record = {DAY_FIELD: day_of(day.first), "day_start": day.first, **fields, "read_at": iso_ms(now_ms())}
+        return self.lister.owned(None, record, b"")
+
+
+class SinglePartition(Partition):
+    """The one answer of a sync (the balance) as its one record."""
+
+    def __init__(self, lister: Lister, skipped: Skipped, extra: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        self._lister = lister
+        self._skipped = skipped
+        self._extra = extra
+
+    def read(self) -> Iterable[Record]:
+        endpoint: ListEndpoint = self._lister.endpoint
+        try:
+            answer = endpoint.ask()
+        except AccessRefused as refused:
+            skip(self._lister, self._skipped, str(refused))
+            return
+        record = {name: answer.get(name) for name in endpoint.row.fields}
+        record = {**record, **self._extra(record), "read_at": iso_ms(now_ms())}
+        shaped = self._lister.owned(None, record, b"")
+        if shaped is not None:
+            yield Record(data=shaped, stream_name=self._lister.stream, associated_slice=None)
+
+    def to_slice(self) -> Optional[Mapping[str, Any]]:
+        return None
+
+    def stream_name(self) -> str:
+        return self._lister.stream
+
+    def __hash__(self) -> int:
+        return hash(self._lister.stream)
+
+
+def balance_extra(record: dict[str, Any]) -> dict[str, Any]:
+    """When the balance expires, as ISO-8601 UTC to the millisecond (None where TeleCMI sends no usable time)."""
+    from source_telecmi.timeline import instant_of
+
+    expire = instant_of(record.get("expire"))
+    return {"expires_at": iso_ms(expire) if expire is not None else None}
