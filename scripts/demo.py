@@ -1,8 +1,8 @@
 """`make demo`: the connector against the TeleCMI simulator, spec to read, in a short summary.
 
 Runs the real `source-telecmi` command, as Airbyte would, against a simulator on 127.0.0.1 with a
-month of calls: first account-wide (app credentials: the users, then every call with its agent),
-then one user's calls (login). The config, catalog and state of each are left in .demo/.
+month of calls: first account-wide (app credentials: every call with its agent, the voicemails,
+the users, TeleCMI's daily totals, the balance and the sync's audit), then one user's calls (login). The config, catalog and state of each are left in .demo/.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from integration_tests.harness import (
     ACCOUNT_ENDPOINTS,
     END_MS,
     ENDPOINTS,
+    START_MS,
     USERS,
     Connector,
     calls_for,
@@ -26,7 +27,7 @@ from integration_tests.harness import (
     last_states,
     simulator,
 )
-from integration_tests.telecmi_simulator import generate_calls
+from integration_tests.telecmi_simulator import GLOBAL_VOICEMAIL, generate_calls, generate_voicemails
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -48,9 +49,9 @@ def show(sim, kind: str, paths: dict[str, str]) -> None:
     calls = [r for s in paths for r in read.records_of(s)]
     users = read.records_of(USERS)
     print(
-        f"  read      {f'{len(users)} users, then ' if users else ''}{len(calls)} calls "
-        f"({len({c['cmiuid'] for c in calls})} unique) in {elapsed:.1f} s, {sim.stats.requests} requests, "
-        f"{len(read.states)} checkpoints"
+        f"  read      {len(calls)} calls ({len({c['cmiuid'] for c in calls})} unique)"
+        f"{f', {len(users)} users' if users else ''} in {elapsed:.1f} s, {sim.stats.requests} requests, "
+        f"{len(read.states)} checkpoints, one stream after the other"
     )
     for stream in paths:
         print(f"            {stream:<24}{len(read.records_of(stream)):>5}")
@@ -61,17 +62,35 @@ def show(sim, kind: str, paths: dict[str, str]) -> None:
         print("  by agent  " + ", ".join(f"{names.get(a, a)} ({a}) {n}" for a, n in per_agent) + ", ...")
     keys = ("started_at", "direction", "status", "agent", "from", "to", "duration")
     print(f"  a call    {', '.join(f'{k}={calls[0][k]}' for k in keys if calls[0].get(k) is not None)}")
+    voicemails = read.records_of("voicemails")
+    if voicemails:
+        newest = max(voicemails, key=lambda v: v["time"])
+        print(f"  voicemail {len(voicemails)} to call back; the newest from {newest['from']} at {newest['started_at']}")
+    totals = sorted(read.records_of("daily_call_totals"), key=lambda d: d["day"])
+    if totals:
+        days = ", ".join(f"{d['day']} {d['answered']}/{d['total']}" for d in totals[-4:-1])
+        print(f"  totals    TeleCMI's own, answered/total per day: ..., {days} ({len(totals)} days)")
+    for balance in read.records_of("account_balance"):
+        print(f"  balance   {balance['balance']} credit, {balance['sms']} SMS, expires {balance['expires_at']}")
+    audit = read.records_of("sync_audit")
+    if audit:
+        complete = sum(r["verdict"] == "complete" for r in audit)
+        emitted = sum(r["records_emitted"] for r in audit)
+        print(
+            f"  audit     {len(audit)} windows, {complete} complete against TeleCMI's counts, "
+            f"{emitted} records accounted for, 0 extra requests"
+        )
     new_calls = generate_calls(25, END_MS + 1, END_MS + 43_200_000, seed=99, endpoint=paths["outgoing_missed_calls"])
     sim.add_calls(paths["outgoing_missed_calls"], new_calls)
     config["end_date"] = "2026-01-02T00:00:00Z"
     again = connector.run("read", config, catalog, last_states(read)).ok()
-    print(
-        f"  again     from the saved state, after 25 new calls: {len(again.records) - len(again.records_of(USERS))} calls"
-    )
+    new = sum(len(again.records_of(stream)) for stream in paths)
+    print(f"  again     from the saved state, after 25 new calls: {new} calls")
 
 
 def main() -> None:
     calls = calls_for([*ACCOUNT_ENDPOINTS.values(), *ENDPOINTS.values()], n=500, seed=1)
+    calls[GLOBAL_VOICEMAIL] = generate_voicemails(60, START_MS, END_MS - 1, seed=1)
     with simulator(calls, latency_ms=20) as sim:
         print(f"TeleCMI simulator on {sim.base_url}: a month of calls, 12 agents, 20 ms per request")
         spec = Connector(DEMO).run("spec").ok().of("SPEC")[0]["spec"]["connectionSpecification"]
