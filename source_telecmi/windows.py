@@ -38,8 +38,10 @@ from source_telecmi.telecmi import ListEndpoint, Page
 from source_telecmi.timeline import Window
 
 # A window that does not add up may spend this many requests (at least) on being read again:
-# enough to split it into pieces of one page each and read every piece twice.
-LEAST_REREAD_REQUESTS = 200
+# enough to split it into pieces of one page each (64 at most per split), read every piece twice
+# (two requests a read where a short first page has to be told from a page size), and read a few
+# busy milliseconds until they settle.
+LEAST_REREAD_REQUESTS = 600
 REREAD_REQUESTS_PER_PAGE = 8
 # A busy millisecond is read as a piece of this span, with a millisecond of margin on each side: a
 # piece's request reaches one millisecond past each end (see timeline.Window), so its neighbours'
@@ -84,14 +86,17 @@ def fingerprint(record: dict[str, Any]) -> bytes:
 class PageSize:
     """The page size TeleCMI serves on one endpoint, learned from its answers.
 
-    A first page shorter than the `limit` asked while the count says more records follow shows
-    the size TeleCMI really serves; later pages are asked with that size, so that page N starts
-    where N-1 ended whichever way TeleCMI counts its offsets.
+    A first page shorter than the `limit` asked while the count says more records follow may show
+    the size TeleCMI really serves (10 when 20 were asked), or a count that is wrong. The size is
+    taken as served only once the next page, asked at that size, brings more records: later pages
+    are then asked at that size, so that page N starts where N-1 ended whichever way TeleCMI counts
+    its offsets.
     """
 
     def __init__(self, largest: int, name: str, logger: logging.Logger) -> None:
         self.largest = largest
         self._served: Optional[int] = None
+        self._honoured: set[int] = set()
         self._name = name
         self._logger = logger
         self._lock = threading.Lock()
@@ -100,20 +105,29 @@ class PageSize:
     def size(self) -> int:
         return self._served or self.largest
 
-    def learn(self, asked: int, page: Page, number: int, more: bool) -> None:
-        """Learn from page `number`; `more`: whether the answer says more records follow."""
-        served = len(page.records)
-        if number == 1 and 0 < served < asked and more and (self._served is None or served > self._served):
+    def served_in_full(self, asked: int, served: int) -> None:
+        """A page came with all `asked` records: TeleCMI honours that size, a shorter first page is the range's end."""
+        if served == asked and asked not in self._honoured:
             with self._lock:
-                if self._served is None or served > self._served:
-                    self._served = served
-                    self._logger.info(
-                        "Stream %s: TeleCMI serves pages of %d records (asked for %d); reading pages of %d",
-                        self._name,
-                        served,
-                        asked,
-                        served,
-                    )
+                self._honoured.add(asked)
+
+    def honours(self, asked: int) -> bool:
+        return asked in self._honoured
+
+    def confirm(self, served: int, asked: int) -> None:
+        """TeleCMI served `served` records on a first page asked for `asked`, and more on the next page."""
+        if not 0 < served < asked or (self._served is not None and served <= self._served):
+            return
+        with self._lock:
+            if self._served is None or served > self._served:
+                self._served = served
+                self._logger.info(
+                    "Stream %s: TeleCMI serves pages of %d records (asked for %d); reading pages of %d",
+                    self._name,
+                    served,
+                    asked,
+                    served,
+                )
 
 
 @dataclass
@@ -181,6 +195,7 @@ class Probe:
     size: int
     pages: int
     read: dict[int, Page]
+    asked: int = 0  # the limit page 1 was asked for
 
     @property
     def calls(self) -> int:
@@ -230,8 +245,7 @@ class Lister:
         asked = limit or self.page_size.size
         span = (piece.request_from, piece.request_to) if piece is not None else None
         page = self.endpoint.page(number, asked, span)
-        more = page.count is None or page.count > len(page.records)
-        self.page_size.learn(asked, page, number, more)
+        self.page_size.served_in_full(asked, len(page.records))
         return page, asked
 
     def probe(self, window: Window, most_calls: int, expected: Optional[float] = None) -> Probe:
@@ -244,7 +258,7 @@ class Lister:
         first, asked = self.page(window, 1)
         size = page_size_of(first, asked, self.page_size.size)
         pages = max(1, math.ceil(calls_in(first, size) / size))
-        probe = Probe(first, size, pages, {1: first})
+        probe = Probe(first, size, pages, {1: first}, asked)
         usual = expected is not None and (first.count or 0) <= 1.5 * expected + size
         if pages == 1 or (first.count or 0) > most_calls or usual:
             return probe
@@ -320,6 +334,7 @@ class Reading:
         """Read every page of `piece` one after the other; yields the records to emit, returns the ledger."""
         ledger = Ledger(self.lister.page_size.size)
         number = 1
+        first_asked = ledger.size
         while True:
             self._spend()
             page, asked = self.lister.page(piece, number, ledger.size)
@@ -333,10 +348,16 @@ class Reading:
                 emit = self._emit(page.records, keys)
             if emit:
                 yield emit
-            if number == 1:
-                ledger.size = page_size_of(page, asked, ledger.size)
-            if not page.records or (ledger.count is None and len(page.records) < ledger.size):
-                break
+            if number == 1 and not self.lister.page_size.honours(asked):
+                first_asked, ledger.size = asked, page_size_of(page, asked, ledger.size)
+            elif number == 2 and ledger.size < first_asked:
+                if not page.records:  # page 1 was short, not a page size: the count will judge
+                    ledger.size = first_asked
+                    ledger.lengths.pop(2, None)
+                    break
+                self.lister.page_size.confirm(ledger.size, first_asked)
+            if len(page.records) < ledger.size:
+                break  # a short page ends a read: where the count says more follow, the count will judge
             if ledger.count is not None and number * ledger.size >= ledger.count:
                 break
             if ledger.count is None and number >= MOST_PAGES_WITHOUT_COUNT:
@@ -404,6 +425,7 @@ class WindowRead(Reading):
         self._finished = 0
         self._closed = 0
         self._last_count = probe.first.count or 0
+        self._asked = probe.asked or probe.size
         self.done: Optional[WindowAudit] = None
 
     def read_page(self, number: int) -> list[dict[str, Any]]:
@@ -416,6 +438,8 @@ class WindowRead(Reading):
                 self.requests += 1
         keys = [fingerprint(r) for r in page.records]
         when = instants(self.lister, page.records, keys)
+        if number == 2 and page.records and self.size < self._asked:
+            self.lister.page_size.confirm(self.size, self._asked)
         with self._lock:
             self.ledger.take(number, page, keys, when)
             return self._emit(page.records, keys)
@@ -498,9 +522,15 @@ class WindowRead(Reading):
         # Records that share a millisecond may swap places between reads and hide a record from both: such
         # milliseconds are read on their own before the count can be blamed.
         busy_at = 2 if tied and agree else None
+        # Pieces of about half a page of what was found (or of the count, if lower): a count that is
+        # wrong does not multiply the pieces, and where TeleCMI stopped serving early (an offset cap)
+        # the pieces hold less than it served, and split again if still too many. When every read
+        # fitted on one page, the split only sets busy milliseconds apart.
+        size = self.lister.page_size.size
+        sizing = len(found) if finest else min(count, 2 * len(found) + size)
         shortfall = 0
         again = known.again | read.again
-        for part in split(piece, [*times.values(), *again, *again], count, self.lister.page_size.size, busy_at):
+        for part in split(piece, [*times.values(), *again, *again], sizing, size, busy_at):
             shortfall += yield from self._settle(part, None)
         return shortfall
 
