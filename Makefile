@@ -27,6 +27,7 @@ test: lint
 	$(PY) -m pytest unit_tests integration_tests
 	bash scripts/image_test.sh
 	bash scripts/pyairbyte_test.sh
+	bash scripts/connector_test.sh
 
 demo: venv
 	$(PY) scripts/demo.py
@@ -39,6 +40,9 @@ image-test: venv
 
 pyairbyte-test: venv
 	bash scripts/pyairbyte_test.sh
+
+connector-test: venv
+	bash scripts/connector_test.sh
 
 clean:
 	rm -rf .venv .venv-pyairbyte .demo build *.egg-info
