@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from integration_tests.harness import ALL_ENDPOINTS, calls_for, config, simulator
+from integration_tests.harness import ALL_ENDPOINTS, END_MS, START_MS, calls_for, config, simulator
+from integration_tests.telecmi_simulator import GLOBAL_VOICEMAIL, INDIA_VOICEMAIL, generate_voicemails
 
 # The CDK marks its image tests `image_tests` without registering the mark; only that warning is
 # silenced, only while the CDK's suite classes are defined.
@@ -31,6 +32,17 @@ with warnings.catch_warnings():
 ROOT = Path(__file__).resolve().parent.parent
 STANDARD = ROOT / "integration_tests" / "standard"
 API_URL = "http://127.0.0.1:28431"  # below 32768: outside Linux's ephemeral ports
+
+
+def STANDARD_DATA() -> dict:
+    """Calls of every platform and voicemails: every stream discover lists has records to read."""
+    return {
+        **calls_for(ALL_ENDPOINTS, 300, seed=20251201),
+        GLOBAL_VOICEMAIL: generate_voicemails(60, START_MS, END_MS - 1, seed=20251201),
+        INDIA_VOICEMAIL: generate_voicemails(60, START_MS, END_MS - 1, seed=20251202, india=True),
+    }
+
+
 # Each valid config is the harness's config of its kind (the name after "config_"), at API_URL.
 VALID = {path: path.stem.removeprefix("config_") for path in STANDARD.glob("config_*.json")}
 
@@ -53,7 +65,7 @@ def telecmi_simulator():
     with open(Path(tempfile.gettempdir()) / f"source-telecmi-standard-{url.port}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            with simulator(calls_for(ALL_ENDPOINTS, 300, seed=20251201), host=url.hostname, port=url.port) as sim:
+            with simulator(STANDARD_DATA(), host=url.hostname, port=url.port) as sim:
                 yield sim
         except OSError as error:
             raise RuntimeError(f"{API_URL}, the configs' api_url, is taken by another program: {error}") from error

@@ -83,22 +83,22 @@ class Transport(requests.Session):
             signed.prepare_body(data=None, files=None, json={**orjson.loads(request.body or b"{}"), **credentials})
             signed.telecmi_token = credentials.get(token_field) if token_field else None  # type: ignore[attr-defined]
             request = signed
-        while True:
-            with self._pacer.slot():
-                if self.ended:  # the sync ended while this request waited for its turn
-                    raise SyncEnded(self.ended)
-                response = self._send_in_time(request, **kwargs)
-            if not rate_limited(response):
-                self._pacer.answered()
-                return response
-            try:
+        try:
+            while True:
+                with self._pacer.slot():
+                    if self.ended:  # the sync ended while this request waited for its turn
+                        raise SyncEnded(self.ended)
+                    response = self._send_in_time(request, **kwargs)
+                if not rate_limited(response):
+                    self._pacer.answered()
+                    return response
                 self._pacer.rate_limited(retry_after_s(response))
-            except RateLimitExhausted as exhausted:
-                raise AirbyteTracedException(
-                    message=f"TeleCMI's rate limit: {exhausted}. Try again later, or lower num_workers.",
-                    internal_message=str(exhausted),
-                    failure_type=FailureType.transient_error,
-                ) from None
+        except RateLimitExhausted as exhausted:
+            raise AirbyteTracedException(
+                message=f"TeleCMI's rate limit: {exhausted}. Try again later, or lower num_workers.",
+                internal_message=str(exhausted),
+                failure_type=FailureType.transient_error,
+            ) from None
 
     def _send_in_time(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         deadline = time.monotonic() + self._timeout_s
