@@ -3,7 +3,9 @@
 import pytest
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 
-from source_telecmi.config import ConfigError, TelecmiConfig
+from source_telecmi.config import ConfigError, TelecmiConfig, upgraded
+from source_telecmi.platforms import ACCOUNT, INDIA, PLATFORMS, USER
+from source_telecmi.secrets import mask
 from source_telecmi.timeline import DAY_MS
 
 JAN_1 = 1704067200000
@@ -30,6 +32,7 @@ def test_defaults():
     assert config.start == JAN_1
     assert config.end == JAN_1 + 10 * DAY_MS  # the sync's start
     assert config.lookback_ms == DAY_MS
+    assert config.lookback_days == 1
     assert config.num_workers == 8
     assert config.region == "global"
     assert config.api_url == "https://rest.telecmi.com"
@@ -64,6 +67,39 @@ def test_app_secret_is_trimmed():
 def test_a_bad_app_id_is_named(app_id):
     message = reason(credentials={**APP, "app_id": app_id})
     assert message.startswith("credentials.app_id ")
+
+
+@pytest.mark.parametrize("app_id", ["9876543x", "-9876543", -9876543])
+def test_a_bad_app_id_is_never_echoed(app_id):
+    # The app id is a secret in the spec: its value stays out of the reason (it once said "got ...").
+    message = reason(credentials={**APP, "app_id": app_id})
+    assert "9876543" not in message and "got" not in message
+
+
+@pytest.mark.parametrize(
+    "credentials, upgraded_id",
+    [
+        ({**APP, "app_id": 1111112}, "1111112"),
+        ({**APP, "app_id": "1111112"}, "1111112"),
+        ({**APP, "app_id": True}, True),  # not a number to upgrade: the checks name it
+        (TOKEN, None),
+    ],
+)
+def test_an_app_id_saved_as_a_number_is_upgraded_to_its_digits(credentials, upgraded_id):
+    config = {**GOOD, "credentials": credentials}
+    out = upgraded(config)
+    assert out["credentials"].get("app_id") == upgraded_id
+    assert config["credentials"] is credentials, "the config given is not changed"
+    assert upgraded({"start_date": "2024-01-01"}) == {"start_date": "2024-01-01"}
+    assert upgraded({"credentials": "abc"}) == {"credentials": "abc"}
+
+
+@pytest.mark.parametrize(
+    "region, credentials, platform",
+    [("global", TOKEN, USER), ("global", LOGIN, USER), ("global", APP, ACCOUNT), ("india", APP, INDIA)],
+)
+def test_the_platform_of_the_credentials_and_region(region, credentials, platform):
+    assert parse(region=region, credentials=credentials).platform is PLATFORMS[platform]
 
 
 @pytest.mark.parametrize("secret", ["", "   ", None, 123])
@@ -110,12 +146,20 @@ def test_bad_credentials_are_named(credentials, text):
 def test_a_secret_is_never_in_a_reason_and_is_masked_from_then_on(credentials):
     assert "hunter2-pw" not in reason(credentials=credentials)
     assert "hunter2-pw" not in filter_secrets("echoed: hunter2-pw")
+    assert mask("echoed: hunter2-pw") == "echoed: ****"
 
 
 def test_every_secret_of_a_good_config_is_masked():
     parse(credentials={**APP, "app_secret": "app-s3cret-1"})
     parse(credentials={**LOGIN, "password": 'p"w ö'})
     assert filter_secrets('app-s3cret-1 {"password": "p\\"w \\u00f6"}') == '**** {"password": "****"}'
+    assert mask('app-s3cret-1 {"password": "p\\"w \\u00f6"}') == '**** {"password": "****"}'
+    assert mask("cut by an echo: app-s3cre") == "cut by an echo: ****"
+
+
+def test_a_token_is_masked_from_then_on():
+    parse(credentials={**TOKEN, "token": "tok-en-value-77"})
+    assert mask("token tok-en-value-77") == "token ****"
 
 
 # ------------------------------------------------------------------------------------------------ region

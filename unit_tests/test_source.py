@@ -5,10 +5,16 @@ import logging
 import sys
 
 import pytest
-from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType, Status, SyncMode
+from airbyte_cdk.models import (
+    AirbyteStreamStatus,
+    ConfiguredAirbyteCatalogSerializer,
+    FailureType,
+    Status,
+    SyncMode,
+)
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import discover, read
-from airbyte_cdk.test.mock_http import HttpRequest, HttpResponse
+from airbyte_cdk.test.mock_http import HttpMocker, HttpRequest, HttpResponse
 from airbyte_cdk.test.state_builder import StateBuilder
 
 from source_telecmi import SourceTelecmi
@@ -37,6 +43,7 @@ CALL_STREAM_NAMES = {
     "outgoing_answered_calls",
     "outgoing_missed_calls",
 }
+APP_STREAM_NAMES = {"users", "voicemails", "daily_call_totals", "account_balance", "sync_audit"}
 LOGGER = logging.getLogger("airbyte")
 
 
@@ -97,7 +104,7 @@ def test_spec_bounds_and_the_recommended_credentials_first():
     options = properties["credentials"]["oneOf"]
     assert [o["properties"]["auth_type"]["const"] for o in options] == ["app", "login", "token"]
     secrets = {name for o in options for name, field in o["properties"].items() if field.get("airbyte_secret")}
-    assert secrets == {"app_secret", "password", "token"}
+    assert secrets == {"app_id", "app_secret", "password", "token"}  # the app id is a secret too
     assert properties["region"]["enum"] == ["global", "india"]
 
 
@@ -115,8 +122,8 @@ def test_a_config_error_names_the_field_before_the_spec_check():
 
 def test_discover_lists_the_call_streams_for_one_user():
     streams = {s.name: s for s in discover(SourceTelecmi(), CONFIG).catalog.catalog.streams}
-    assert set(streams) == CALL_STREAM_NAMES
-    for stream in streams.values():
+    assert set(streams) == CALL_STREAM_NAMES | {"sync_audit"}
+    for stream in (streams[name] for name in CALL_STREAM_NAMES):
         assert stream.source_defined_primary_key == [["cmiuid"]]
         assert stream.default_cursor_field == ["time"]
         assert SyncMode.incremental in stream.supported_sync_modes
@@ -124,7 +131,7 @@ def test_discover_lists_the_call_streams_for_one_user():
 
 def test_discover_lists_the_users_with_app_credentials():
     streams = {s.name: s for s in discover(SourceTelecmi(), config(credentials=APP)).catalog.catalog.streams}
-    assert set(streams) == CALL_STREAM_NAMES | {"users"}
+    assert set(streams) == CALL_STREAM_NAMES | APP_STREAM_NAMES
     users = streams["users"]
     assert users.source_defined_primary_key == [["agent_id"]]
     assert users.supported_sync_modes == [SyncMode.full_refresh]
@@ -146,14 +153,36 @@ def test_check_with_app_credentials_asks_for_the_call_totals(http_mocker):
     http_mocker.assert_number_of_calls(request, 1)
 
 
-def test_check_with_a_wrong_app_secret_names_the_app_id_never_the_secret(http_mocker):
+def test_check_with_a_wrong_app_secret_names_the_fields_never_their_values(http_mocker):
     request = analysis()
     http_mocker.post(request, refusal(404, "Authentication Failed"))
     status = SourceTelecmi().check(LOGGER, config(credentials=APP))
     assert status.status == Status.FAILED
-    assert f"app id {APP_ID}" in status.message and "Authentication Failed" in status.message
-    assert SECRET not in status.message and "\n" not in status.message
+    assert "credentials.app_id, credentials.app_secret" in status.message and "Authentication Failed" in status.message
+    assert SECRET not in status.message and str(APP_ID) not in status.message and "\n" not in status.message
     http_mocker.assert_number_of_calls(request, 1)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: SourceTelecmi.check falls back to a page of calls only when the analysis endpoint is missing: "
+    "an analysis refused (code 403 through every retry, which proves the credentials right) fails the check "
+    "with 'AccessRefused: Not enabled', naming a Python class, though the call lists may be readable",
+)
+def test_check_with_app_credentials_reads_a_page_of_calls_where_the_analysis_is_refused():
+    body = {
+        "appid": APP_ID,
+        "secret": SECRET,
+        "start_date": START_MS - 1,
+        "end_date": END_MS + 1,
+        "page": 1,
+        "limit": 1,
+    }
+    with HttpMocker() as http_mocker:  # not the fixture: its check that every request was asked would fail too
+        http_mocker.post(analysis(), refusal(403, "Not enabled"))
+        http_mocker.post(HttpRequest(url=API + "/v2/answered", body=body), answer(0, []))
+        status = SourceTelecmi().check(LOGGER, config(credentials=APP))
+    assert status.status == Status.SUCCEEDED, status.message
 
 
 def test_check_with_a_token_reads_one_call(http_mocker):
@@ -180,13 +209,35 @@ def test_check_with_a_login_logs_in_then_reads_one_call(http_mocker):
     assert SourceTelecmi().check(LOGGER, config(credentials=LOGIN)).status == Status.SUCCEEDED
 
 
+def test_check_fails_when_every_call_record_endpoint_is_refused(http_mocker):
+    for path in ("/v2/user/answered", "/v2/user/missed", "/v2/user/out_answered", "/v2/user/out_missed"):
+        http_mocker.post(user_page(1, limit=1, path=path), refusal(403, f"Not enabled {path}"))
+    status = SourceTelecmi().check(LOGGER, CONFIG)
+    assert status.status == Status.FAILED and "\n" not in status.message
+    assert "refuses every call-record endpoint" in status.message
+    assert "incoming_answered_calls: Not enabled /v2/user/answered" in status.message
+
+
 def test_check_tries_the_next_stream_when_one_is_refused(http_mocker):
     http_mocker.post(user_page(1, limit=1, path="/v2/user/answered"), refusal(403, "Not enabled"))
     http_mocker.post(user_page(1, limit=1, path="/v2/user/missed"), answer(0, []))
     assert SourceTelecmi().check(LOGGER, CONFIG).status == Status.SUCCEEDED
 
 
-def test_check_in_india_reads_one_call_with_the_app_credentials(http_mocker):
+def test_check_in_india_asks_for_the_call_totals_with_the_app_credentials(http_mocker):
+    body = {"appid": APP_ID, "token": SECRET, "start_date": START_MS, "end_date": END_MS}
+    request = HttpRequest(url=INDIA + "/v1/analysis", body=body)
+    http_mocker.post(request, HttpResponse(body=json.dumps({"code": "cmi-2000", "total": 0})))
+    assert SourceTelecmi().check(LOGGER, config(credentials=APP, region="india")).status == Status.SUCCEEDED
+    http_mocker.assert_number_of_calls(request, 1)
+
+
+def test_check_in_india_reads_one_call_where_there_is_no_analysis(http_mocker):
+    analysis_body = {"appid": APP_ID, "token": SECRET, "start_date": START_MS, "end_date": END_MS}
+    http_mocker.post(
+        HttpRequest(url=INDIA + "/v1/analysis", body=analysis_body),
+        HttpResponse(body=json.dumps({"message": "Not found"}), status_code=404),
+    )
     body = {"appid": APP_ID, "token": SECRET, "start_date": START_MS - 1, "end_date": END_MS + 1, "page": 1, "limit": 1}
     http_mocker.post(
         HttpRequest(url=INDIA + "/v1/answered", body=body), HttpResponse(body=json.dumps({"total": 0, "cdr": []}))
@@ -227,6 +278,19 @@ def test_read_with_user_credentials_pages_a_window_and_checkpoints_it(http_mocke
     assert "unit-token" not in output_text(output)
 
 
+def test_a_full_refresh_read_of_calls_reads_the_whole_range_and_no_window_state(http_mocker):
+    calls = [call(i) for i in range(12)]
+    http_mocker.post(user_page(1), answer(12, calls[:10]))
+    http_mocker.post(user_page(2), answer(12, calls[10:]))
+    state = StateBuilder().with_stream_state("outgoing_missed_calls", {"time": START_MS + 1_800_000}).build()
+    output = read(SourceTelecmi(), CONFIG, catalog(sync_mode=SyncMode.full_refresh), state)
+    assert sorted(m.record.data["cmiuid"] for m in output.records) == sorted(c["cmiuid"] for c in calls)
+    assert [m.state.stream.stream_state.__dict__ for m in output.state_messages] == [
+        {"__ab_no_cursor_state_message": True}
+    ]
+    assert output.get_stream_statuses("outgoing_missed_calls")[-1] == AirbyteStreamStatus.COMPLETE
+
+
 def test_incremental_read_starts_after_the_newest_call_of_the_state(http_mocker):
     newest = START_MS + 1_800_000
     http_mocker.post(user_page(1, request_from=newest, request_to=END_MS + 1), answer(1, [call(1)]))
@@ -242,6 +306,78 @@ def test_a_stream_refused_on_its_first_request_is_skipped_with_a_warning(http_mo
     assert not output.errors
     assert [m.record.data["cmiuid"] for m in output.records] == ["call-03"]
     assert output.is_in_logs("incoming_answered_calls skipped.*Not enabled for this user")
+    # Skipped is not complete: its table was not brought up to date.
+    statuses = output.get_stream_statuses("incoming_answered_calls")
+    assert statuses[-1] == AirbyteStreamStatus.INCOMPLETE and AirbyteStreamStatus.COMPLETE not in statuses
+    assert output.get_stream_statuses("outgoing_missed_calls")[-1] == AirbyteStreamStatus.COMPLETE
+
+
+def test_a_refusal_is_retried_before_the_stream_is_skipped(http_mocker):
+    refused = user_page(1, path="/v2/user/answered")
+    http_mocker.post(refused, [refusal(403, "Not enabled"), answer(1, [call(4)])])
+    output = read(SourceTelecmi(), CONFIG, catalog("incoming_answered_calls"))
+    assert [m.record.data["cmiuid"] for m in output.records] == ["call-04"]
+    assert output.get_stream_statuses("incoming_answered_calls")[-1] == AirbyteStreamStatus.COMPLETE
+
+
+def test_a_stream_refused_after_it_served_fails_the_sync(http_mocker):
+    calls = [call(i) for i in range(12)]
+    http_mocker.post(user_page(1), answer(12, calls[:10]))
+    http_mocker.post(user_page(2), refusal(403, "Not enabled"))
+    output = read(SourceTelecmi(), CONFIG, catalog(), expecting_exception=True)
+    assert output.errors
+    error = output.errors[-1].trace.error
+    assert error.failure_type == FailureType.transient_error
+    assert "after serving it" in error.message
+    assert output.get_stream_statuses("outgoing_missed_calls")[-1] == AirbyteStreamStatus.INCOMPLETE
+
+
+def test_streams_are_read_one_at_a_time(http_mocker):
+    for path, first in (("/v2/user/out_missed", 0), ("/v2/user/answered", 20)):
+        calls = [call(first + i) for i in range(12)]
+        http_mocker.post(user_page(1, path=path), answer(12, calls[:10]))
+        http_mocker.post(user_page(2, path=path), answer(12, calls[10:]))
+    output = read(SourceTelecmi(), CONFIG, catalog("outgoing_missed_calls", "incoming_answered_calls"))
+    order = []
+    for message in output.records_and_state_messages:
+        stream = message.record.stream if message.record else message.state.stream.stream_descriptor.name
+        if not order or order[-1] != stream:
+            order.append(stream)
+    assert order == ["incoming_answered_calls", "outgoing_missed_calls"]  # each whole, records and states together
+
+
+def test_a_stream_that_fails_ends_the_sync_at_once(http_mocker):
+    http_mocker.post(user_page(1, path="/v2/user/answered"), refusal(400, "Parameter missing"))
+    output = read(
+        SourceTelecmi(), CONFIG, catalog("outgoing_missed_calls", "incoming_answered_calls"), expecting_exception=True
+    )
+    # incoming_answered_calls is read first (the catalog's order is the rows'); its error ends the sync:
+    # outgoing_missed_calls is never asked (HttpMocker would fail on an unexpected request).
+    # The stream's error, and the sync's end with it (printed once by the console script: test_run).
+    assert {e.trace.error.message for e in output.errors} == {
+        "incoming_answered_calls: TeleCMI rejected the request as malformed (code 400): Parameter missing"
+    }
+    assert output.get_stream_statuses("incoming_answered_calls")[-1] == AirbyteStreamStatus.INCOMPLETE
+    assert output.get_stream_statuses("outgoing_missed_calls") == []
+    assert not output.records
+
+
+def test_values_that_do_not_fit_the_schema_are_null_and_reported(http_mocker):
+    http_mocker.post(user_page(1), answer(2, [call(1, rate="NA"), call(2, rate="")]))
+    output = read(SourceTelecmi(), CONFIG, catalog())
+    assert [m.record.data.get("rate", "absent") for m in output.records] == ["absent", "absent"]  # null: omitted
+    assert output.is_in_logs("outgoing_missed_calls: rate: 2 values could not be read as a number")
+
+
+def test_the_sync_audit_has_a_row_per_window_read(http_mocker):
+    calls = [call(i) for i in range(12)]
+    http_mocker.post(user_page(1), answer(12, calls[:10]))
+    http_mocker.post(user_page(2), answer(12, calls[10:]))
+    output = read(SourceTelecmi(), CONFIG, catalog("outgoing_missed_calls", "sync_audit"))
+    (row,) = [m.record.data for m in output.records if m.record.stream == "sync_audit"]
+    assert (row["stream"], row["window_start"], row["window_end"]) == ("outgoing_missed_calls", START_MS, END_MS)
+    assert (row["telecmi_count"], row["records_emitted"], row["verdict"], row["shortfall"]) == (12, 12, "complete", 0)
+    assert output.is_in_logs("Stream outgoing_missed_calls: 1 windows, 12 records, every window complete")
 
 
 def test_read_with_app_credentials_asks_for_20_and_reads_what_is_served(http_mocker):
@@ -252,7 +388,7 @@ def test_read_with_app_credentials_asks_for_20_and_reads_what_is_served(http_moc
     records = [m.record.data for m in output.records]
     assert sorted(r["cmiuid"] for r in records) == sorted(c["cmiuid"] for c in calls)
     assert {r["agent"] for r in records} == {"101_1111112", "102_1111112", "103_1111112"}
-    assert output.is_in_logs("serves pages of 10 calls")
+    assert output.is_in_logs("serves pages of 10 records")
     assert SECRET not in output_text(output)
 
 
@@ -360,7 +496,8 @@ def test_the_command_prints_the_records_as_they_are_whatever_the_secrets(http_mo
     catalog_file.write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(users)))
     messages = run_command(monkeypatch, capsys, "read", "--config", str(config_file), "--catalog", str(catalog_file))
     records = [m["record"]["data"] for m in messages if m["type"] == "RECORD"]
-    assert records == [{"agent_id": "101_1111112", "name": "Ann", "extension": 101}]
+    # The extension is the string its schema declares (one JSON type per field); the password is gone.
+    assert records == [{"agent_id": "101_1111112", "name": "Ann", "extension": "101"}]
 
 
 def test_check_with_app_credentials_reads_a_page_of_calls_where_there_is_no_analysis(http_mocker):

@@ -15,6 +15,10 @@ from source_telecmi.timeline import (
     WindowCursor,
     WindowPlanner,
     check_window,
+    day_before,
+    day_of,
+    day_start,
+    day_windows,
     estimate_total,
     finished_ranges,
     instant_of,
@@ -298,6 +302,30 @@ def test_finished_ranges_merges_adjacent_windows():
     assert finished_ranges(state) == [(9, 29, 25), (50, 60, None)]
 
 
+# --------------------------------------------------------------------------------------------- days
+
+
+def test_days_of_instants():
+    assert day_of(JAN_1) == "2024-01-01"
+    assert day_of(JAN_1 + DAY_MS - 1) == "2024-01-01"
+    assert day_of(JAN_1 + DAY_MS) == "2024-01-02"
+    assert day_start("2024-01-02") == JAN_1 + DAY_MS
+    assert day_before("2024-03-01", 1) == "2024-02-29"
+    assert day_before("2024-01-01", 0) == "2024-01-01"
+
+
+def test_day_windows_cover_each_utc_day_and_cut_the_last_at_the_end():
+    end = JAN_1 + 2 * DAY_MS + 5
+    assert day_windows("2024-01-01", JAN_1 + 10, end) == [
+        Window(JAN_1, JAN_1 + DAY_MS - 1),
+        Window(JAN_1 + DAY_MS, JAN_1 + 2 * DAY_MS - 1),
+        Window(JAN_1 + 2 * DAY_MS, end),
+    ]
+    # Never before start_date's day, whatever day is asked first.
+    assert day_windows("2023-12-25", JAN_1 + DAY_MS, JAN_1 + DAY_MS + 1) == [Window(JAN_1 + DAY_MS, JAN_1 + DAY_MS + 1)]
+    assert day_windows("2024-01-05", JAN_1, JAN_1 + DAY_MS) == []
+
+
 # ------------------------------------------------------------------------------------------- cursor
 
 
@@ -343,6 +371,23 @@ def test_a_window_of_three_pages_is_checkpointed_when_the_third_closes():
     cursor.close_partition(page)
     assert len(_states(repo)) == 1
     assert cursor.finished() == [(JAN_1 - 1, JAN_1 + DAY_MS - 1, JAN_1 + 5)]
+
+
+def test_every_page_is_told_it_closed_after_the_windows_state_is_queued():
+    repo = InMemoryMessageRepository()
+    cursor = _cursor(repo=repo)
+    window = Window(JAN_1, JAN_1 + DAY_MS - 1)
+    cursor.expect(window, 2)
+    told = []
+
+    class Page(_Partition):
+        def closed(self):
+            told.append(len(_states(repo)))
+
+    cursor.close_partition(Page(window))
+    cursor.close_partition(Page(window))
+    assert told == [0, 1]  # the last page hears of it once the window's state is out
+    cursor.close_partition(_Partition(Window(JAN_1 + DAY_MS, JAN_1 + 2 * DAY_MS - 1)))  # no `closed`: fine
 
 
 def test_a_window_nobody_announced_closes_with_its_one_partition():

@@ -1,0 +1,363 @@
+"""Secrets: which fields hold one, every form a secret takes in output, and masking as the last step."""
+
+import json
+import threading
+from urllib.parse import quote
+
+import pytest
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
+
+from source_telecmi.secrets import (
+    MASK,
+    PARTIAL_MS,
+    forms_of,
+    mask,
+    one_line,
+    register_named,
+    register_secret,
+    secret_named,
+    without_secrets,
+)
+
+PASSWORD = ' pa"ss\\wörd 1 '
+LONG = "Zq7-long-secret-value-0123"  # 26 characters
+
+
+# ------------------------------------------------------------------------------------ secret names
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "password",
+        "Password",
+        "PASSWORD",
+        "Password2",
+        "passwd",
+        "pass",
+        "sip_pass",
+        "pwd",
+        "user_pwd",
+        "secret",
+        "app_secret",
+        "clientSecret",
+        "token",
+        "api_token",
+        "accessToken",
+        "accesstoken",
+        "sippassword",
+        "pin",
+        "voicemailPin",
+        "voicemail_pin",
+        "PIN",
+        "userPIN",
+        "passcode",
+        "passCode",
+        "passphrase",
+        "apikey",
+        "apiKey",
+        "otp",
+        "otp_code",
+        "tokens_used",
+    ],
+)
+def test_fields_named_like_a_secret(field):
+    assert secret_named(field)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "agent_id",
+        "name",
+        "passport",
+        "compass",
+        "bypass_queue",
+        "pincode",
+        "spinner",
+        "opinion",
+        "shipping",
+        "company",
+        "passenger",
+        "extension",
+        "phone",
+        "notify",
+        "key",
+        "api",
+        "",
+        "time",
+    ],
+)
+def test_fields_that_only_contain_the_letters_of_a_secret_word_are_not_secrets(field):
+    assert not secret_named(field)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: secrets.secret_named takes 'apiKey' and 'apikey' for secrets but not 'api_key' or 'API-KEY': "
+    "'apikey' is matched only as one word or a mark without separator, and neither 'api' nor 'key' is a word",
+)
+@pytest.mark.parametrize("field", ["api_key", "API-KEY", "x-api-key"])
+def test_an_api_key_is_a_secret_however_its_words_are_joined(field):
+    assert secret_named("apiKey")
+    assert secret_named(field)
+
+
+def test_a_field_name_that_is_not_a_string():
+    assert not secret_named(3)
+    assert not secret_named(None)
+
+
+# ------------------------------------------------------------------------------------------- forms
+
+
+def _forms(secret):
+    forms = {
+        "raw": secret,
+        "trimmed": secret.strip(),
+        "url-quoted": quote(secret, safe=""),
+    }
+    for ascii_ in (True, False):
+        once = json.dumps(secret, ensure_ascii=ascii_)[1:-1]
+        forms[f"json ascii={ascii_}"] = once
+        forms[f"json trimmed ascii={ascii_}"] = json.dumps(secret.strip(), ensure_ascii=ascii_)[1:-1]
+        for ascii_again in (True, False):
+            forms[f"json twice ascii={ascii_},{ascii_again}"] = json.dumps(
+                json.dumps(secret, ensure_ascii=ascii_), ensure_ascii=ascii_again
+            )[1:-1]
+    return forms
+
+
+def test_forms_of_a_secret_hold_every_form_it_can_take():
+    forms = forms_of(PASSWORD)
+    # A form quoted twice holds the form quoted once, which masks it: every form holds one of forms_of.
+    assert all(any(known in form for known in forms) for form in _forms(PASSWORD).values())
+    assert {PASSWORD, PASSWORD.strip(), quote(PASSWORD, safe=""), json.dumps(PASSWORD)[1:-1]} <= forms
+    assert forms_of("ab") == set()
+    assert forms_of(1111112) == {"1111112"}
+
+
+@pytest.mark.parametrize("form", sorted(_forms(PASSWORD)))
+def test_a_registered_secret_is_masked_in_every_form(form):
+    register_secret(PASSWORD)
+    text = _forms(PASSWORD)[form]
+    for masked in (filter_secrets(f"request body: {{{text}}} end"), mask(f"request body: {{{text}}} end")):
+        assert MASK in masked
+        assert text not in masked
+        assert "wörd" not in masked and "w\\u00f6rd" not in masked and "w%C3%B6rd" not in masked
+
+
+def test_a_secret_in_a_logged_json_body_is_masked():
+    register_secret(PASSWORD)
+    logged = json.dumps({"message": json.dumps({"id": "101_1", "password": PASSWORD})})
+    assert "pa" not in filter_secrets(logged).replace("password", "")
+    assert "pa" not in mask(logged).replace("password", "")
+
+
+def test_nothing_to_register_is_fine():
+    register_secret(None)
+    register_secret(True)
+    register_secret("ab")  # too short to mask: masking every "ab" would garble every message
+    assert filter_secrets("ab abc True") == "ab abc True"
+    assert mask("ab abc True") == "ab abc True"
+
+
+def test_a_number_is_registered_as_its_digits():
+    register_secret(1111112)
+    assert mask("app 1111112") == "app ****"
+
+
+def test_registering_from_many_threads_at_once():
+    secrets = [f"thread-secret-{n:03d}" for n in range(40)]
+    threads = [threading.Thread(target=register_secret, args=(s,)) for s in secrets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert mask(" ".join(secrets)) == " ".join([MASK] * 40)
+
+
+# ------------------------------------------------------------------------------------------ mask
+
+
+def test_mask_masks_a_whole_secret_wherever_it_is():
+    register_secret(LONG)
+    assert mask(f"a {LONG} b {LONG}") == f"a {MASK} b {MASK}"
+
+
+def test_mask_masks_a_secret_cut_at_its_end():
+    register_secret(LONG)
+    # An echo cut to a length keeps the secret's start: 8 characters or more are masked.
+    for cut in range(PARTIAL_MS, len(LONG)):
+        masked = mask(f"Invalid token: {LONG[:cut]}")
+        assert masked == f"Invalid token: {MASK}", cut
+
+
+def test_mask_masks_a_secret_cut_at_its_start():
+    register_secret(LONG)
+    for cut in range(1, len(LONG) - PARTIAL_MS + 1):
+        masked = mask(f"...{LONG[cut:]} was refused")
+        assert masked == f"...{MASK} was refused", cut
+
+
+def test_mask_masks_the_start_and_the_end_even_joined_to_other_text():
+    register_secret(LONG)
+    assert mask(f"x{LONG[:10]}y {LONG[-9:]}!") == f"x{MASK}y {MASK}!"
+
+
+def test_mask_leaves_pieces_shorter_than_the_partial_length():
+    register_secret(LONG)
+    assert mask(f"a {LONG[: PARTIAL_MS - 1]} b") == f"a {LONG[: PARTIAL_MS - 1]} b"
+    assert mask(f"a {LONG[-(PARTIAL_MS - 1) :]} b") == f"a {LONG[-(PARTIAL_MS - 1) :]} b"
+
+
+def test_mask_leaves_a_piece_from_the_middle_of_a_secret():
+    register_secret(LONG)
+    middle = LONG[5:-5]  # neither starts nor ends it
+    assert len(middle) >= PARTIAL_MS
+    assert mask(f"a {middle} b") == f"a {middle} b"
+
+
+def test_mask_masks_a_piece_of_a_json_escaped_secret():
+    secret = 'quote"and\\slash-and-more'
+    register_secret(secret)
+    escaped = json.dumps(secret)[1:-1]
+    assert secret[:PARTIAL_MS] not in mask(f"echo: {escaped[:14]}")
+    assert mask(f"echo: {escaped[:14]}").startswith("echo: ")
+
+
+def test_mask_of_repeated_and_overlapping_pieces():
+    register_secret(LONG)
+    text = f"{LONG[:9]}{LONG[:9]} and {LONG[:12]}{LONG[-12:]}"
+    masked = mask(text)
+    assert LONG[:PARTIAL_MS] not in masked and LONG[-PARTIAL_MS:] not in masked
+    assert masked.endswith(MASK) and " and " in masked
+
+
+def test_a_short_secret_is_masked_only_whole():
+    register_secret("12345678")  # exactly PARTIAL_MS long: only its whole is a piece of 8+
+    assert mask("pin 12345678 and 1234567") == "pin **** and 1234567"
+
+
+def test_the_longest_form_is_masked_first_when_registered_first():
+    register_secret("secret-abc-and-longer")
+    register_secret("secret-abc")
+    assert mask("x secret-abc-and-longer y secret-abc") == "x **** y ****"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: secrets.mask runs the CDK's filter_secrets first, which replaces forms in the order they were "
+    "registered, so a short secret registered earlier breaks up a longer one that holds it before the "
+    "connector's longest-first pass runs: the longer secret's edges under 8 characters are left in clear",
+)
+@pytest.mark.parametrize(
+    "short, long_, text",
+    [
+        ("secret-abc", "secret-abc-xyz", "x secret-abc-xyz y"),
+        # Two users' passwords in one users page (logged at DEBUG): '1234' leaves '****56789'.
+        ("1234", "123456789", '{"password": "1234"}, {"password": "123456789"}'),
+    ],
+)
+def test_a_secret_holding_a_shorter_one_registered_before_it_is_masked_whole(short, long_, text):
+    register_secret(short)
+    register_secret(long_)
+    masked = mask(text)
+    assert long_[-3:] not in masked
+    assert masked.count(MASK) == text.count(short)
+
+
+# ---------------------------------------------------------------------------------------- one_line
+
+
+def test_one_line_masks_before_collapsing_whitespace():
+    spaced = "two  spaces\tand\ntabs-secret"
+    register_secret(spaced)
+    flat = one_line(f"refused:  {spaced}  end")
+    assert flat == f"refused: {MASK} end"
+    # Collapsed first, the secret would no longer be found whole; its pieces are no longer its own.
+    assert "two spaces" not in flat and "tabs-secret" not in flat
+
+
+def test_one_line_masks_before_cutting():
+    register_secret(LONG)
+    text = "x" * 290 + LONG
+    flat = one_line(text, 300)
+    assert flat == "x" * 290 + MASK
+    cut = one_line("y" * 400 + LONG, 300)
+    assert len(cut) == 300 and cut.endswith("...") and LONG[:PARTIAL_MS] not in cut
+
+
+def test_one_line_of_anything():
+    assert one_line("a\n  b\tc") == "a b c"
+    assert one_line(ValueError("bad\nthing")) == "bad thing"
+    assert one_line("x" * 400, 50) == "x" * 47 + "..."
+    assert one_line("x" * 50, 50) == "x" * 50
+
+
+# --------------------------------------------------------------------------------- without_secrets
+
+
+def test_without_secrets_removes_anything_named_like_a_secret_at_any_depth():
+    agent = {
+        "agent_id": "101_1111112",
+        "name": "User 1",
+        "password": "pw-of-user-1",
+        "extension": 101,
+        "sip": {"domain": "sip.example", "sip_pass": "sip-pass-of-user-1", "creds": [{"pin": "98765432"}]},
+        "devices": [{"id": 1, "apiToken": "device-token-1"}, {"id": 2}],
+        "Password2": "x",
+        "app_secret": "y",
+        "token": "z",
+        "passwd": "w",
+        "voicemailPin": 4321,
+    }
+    assert without_secrets(agent) == {
+        "agent_id": "101_1111112",
+        "name": "User 1",
+        "extension": 101,
+        "sip": {"domain": "sip.example", "creds": [{}]},
+        "devices": [{"id": 1}, {"id": 2}],
+    }
+    assert agent["password"] == "pw-of-user-1", "the record given is not changed"
+
+
+def test_without_secrets_registers_what_it_drops_at_any_depth():
+    record = {
+        "password": "pw-of-ann-101",
+        "sip": {"sip_pass": "sip-of-ann-101", "creds": [{"pin": "pin-of-ann-101"}]},
+        "secrets": {"a": "nested-under-secret-1", "b": ["nested-list-secret-2"]},
+        "token": None,
+        "pin": "",
+    }
+    without_secrets(record)
+    text = "pw-of-ann-101 sip-of-ann-101 pin-of-ann-101 nested-under-secret-1 nested-list-secret-2"
+    assert mask(text) == " ".join([MASK] * 5)
+
+
+def test_without_secrets_without_registering():
+    without_secrets({"password": "not-registered-pw"}, register=False)
+    assert mask("not-registered-pw") == "not-registered-pw"
+
+
+def test_without_secrets_of_values_that_are_no_objects():
+    assert without_secrets([{"token": "t-1-2-3"}, 3, "x"]) == [{}, 3, "x"]
+    assert without_secrets("text") == "text"
+    assert without_secrets(None) is None
+
+
+def test_register_named_registers_without_dropping():
+    body = {
+        "code": 200,
+        "token": "issued-token-xyz",
+        "agents": [{"agent_id": "101_1", "password": "pw-of-agent-1", "sip": {"pwd": "pwd-of-agent-1"}}],
+    }
+    register_named(body)
+    assert body["token"] == "issued-token-xyz"
+    assert mask("issued-token-xyz pw-of-agent-1 pwd-of-agent-1 101_1") == f"{MASK} {MASK} {MASK} 101_1"
+
+
+def test_register_named_of_values_that_are_no_objects():
+    register_named([[{"secret": "deep-in-lists-1"}], 3, None])
+    register_named("text")
+    assert mask("deep-in-lists-1") == MASK
