@@ -69,11 +69,10 @@ class TelecmiConfig:
         if region not in API_URLS:
             raise ConfigError(f"region must be 'global' or 'india', got {region!r}")
         credentials = _credentials(config.get("credentials"))
-        if region == "india" and credentials.kind != "app":
-            raise ConfigError(
-                "credentials: reading one user's calls is not supported on TeleCMI's Indian platform (its user "
-                "endpoints are only partly documented); use the app id and app secret (auth_type app)"
-            )
+        try:
+            platform_for(region, credentials.kind)
+        except KeyError as not_served:
+            raise ConfigError(f"credentials: {not_served.args[0]}") from None
         return cls(
             credentials=credentials,
             start=start,

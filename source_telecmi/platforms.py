@@ -48,13 +48,21 @@ PLATFORMS: dict[str, Platform] = {
 REGIONS = {platform.region: platform.base_url for platform in PLATFORMS.values()}
 
 
+# (region, kind of credentials) -> platform; "user" stands for a token or a login.
+PLATFORM_OF: dict[tuple[str, str], str] = {("global", "user"): USER, ("global", "app"): ACCOUNT, ("india", "app"): INDIA}
+# What a region says to a kind of credentials it does not take.
+NOT_SERVED: dict[tuple[str, str], str] = {
+    ("india", "user"): "reading one user's calls is not supported on TeleCMI's Indian platform (its user "
+    "endpoints are only partly documented); use the app id and app secret (auth_type app)",
+}
+
+
 def platform_for(region: str, kind: str) -> Platform:
-    """The platform of a region for a kind of credentials ("token", "login" or "app")."""
-    if kind == "app":
-        return PLATFORMS[INDIA if region == "india" else ACCOUNT]
-    if region == "india":
-        raise KeyError("user credentials on the Indian platform")
-    return PLATFORMS[USER]
+    """The platform of a region for a kind of credentials ("token", "login" or "app"); KeyError saying why not."""
+    key = (region, "app" if kind == "app" else "user")
+    if key not in PLATFORM_OF:
+        raise KeyError(NOT_SERVED.get(key, f"no TeleCMI platform for {kind} credentials in region {region}"))
+    return PLATFORMS[PLATFORM_OF[key]]
 
 
 @dataclass(frozen=True)
