@@ -15,6 +15,8 @@ TEST_REQUIREMENTS = [
     "ruff>=0.6",
     # The Airbyte protocol's own models (the pydantic 2 build), to validate every line the connector prints.
     "airbyte-protocol-models-pdv2>=0.17,<1",
+    # The docs' warehouse SQL, run on a real sync loaded into DuckDB (integration_tests/test_audit_sql.py).
+    "duckdb>=1.1,<3",
 ]
 
 setup(
