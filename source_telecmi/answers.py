@@ -91,7 +91,8 @@ def code_of(body: Any) -> Any:
 def message_of(body: Any) -> str:
     """TeleCMI's message in an answer (masked, on one line), or ''."""
     if isinstance(body, dict):
-        return one_line(str(body.get("msg") or body.get("message") or body.get("error") or ""), 200)
+        said = next((body[k] for k in ("msg", "message", "error") if isinstance(body.get(k), str) and body[k]), "")
+        return one_line(said, 200)
     return ""
 
 

@@ -110,7 +110,7 @@ def _credentials(credentials: Any) -> Credentials:
     """The credentials, checked; every secret in them is masked in all output from here on."""
     if not isinstance(credentials, Mapping):
         raise ConfigError("credentials are missing: give an app id and app secret, a user login, or a user token")
-    for field in ("token", "password", "app_secret"):
+    for field in ("token", "password", "app_secret", "app_id"):  # those the spec marks secret
         register_secret(credentials.get(field))
     auth_type = credentials.get("auth_type")
     if auth_type == "app":

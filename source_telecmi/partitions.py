@@ -175,11 +175,9 @@ class WindowPartitions(PartitionGenerator):
         ranges = self._ranges()
         remaining = sum(last - first + 1 for first, last in ranges)
         covered = known = 0
-        served = False
         try:
             for first, last in ranges:
                 for window, probe in iterate_windows(self._planner, first, last, self._probe, Probe.calls.fget):
-                    served = True
                     if window.span == 1 and (probe.first.count or 0) > self._planner.most_calls:
                         raise PagingError(
                             self._lister.stream,
@@ -196,7 +194,7 @@ class WindowPartitions(PartitionGenerator):
                     for number in range(1, read.pages + 1):
                         yield PagePartition(read, number, self._backlog)
         except AccessRefused as refused:
-            if served:
+            if self._lister.endpoint.served:
                 raise refused_after_serving(self._lister.stream, self._lister.endpoint.path, str(refused)) from None
             skip(self._lister, self._skipped, str(refused))
 
@@ -239,7 +237,7 @@ class WholeListPartition(Partition):
                     self._listers[number].endpoint.path,
                 )
             except AccessRefused as refused:
-                if reading.requests > 1:
+                if lister.endpoint.served:
                     raise refused_after_serving(lister.stream, lister.endpoint.path, str(refused)) from None
                 skip(lister, self._skipped, str(refused))
                 return

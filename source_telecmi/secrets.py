@@ -30,7 +30,7 @@ SECRET_WORDS = frozenset(
     {"password", "passwd", "pass", "pwd", "secret", "token", "pin", "passcode", "passphrase", "apikey", "otp"}
 )
 # Marks that name a secret inside a longer word too ("sippassword", "accesstoken").
-SECRET_MARKS = ("password", "passwd", "secret", "token", "passcode", "apikey")
+SECRET_MARKS = ("password", "passwd", "secret", "token", "passcode", "apikey", "privatekey", "accesskey")
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 _forms: set[str] = set()
@@ -45,8 +45,8 @@ def secret_named(field: Any) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _secret_name(name: str) -> bool:
-    lowered = name.lower()
-    if any(mark in lowered for mark in SECRET_MARKS):
+    compact = re.sub(r"[^a-z0-9]", "", name.lower())  # api_key, API-KEY, x-api-key: apikey
+    if any(mark in compact for mark in SECRET_MARKS):
         return True
     return any(word.lower() in SECRET_WORDS for word in _WORDS.findall(name))
 
@@ -78,14 +78,19 @@ def register_secret(secret: Any) -> None:
 
 
 def mask(text: str) -> str:
-    """`text` with every registered secret masked, whole or as a piece of `PARTIAL_MS`+ characters that starts or ends it."""
-    text = filter_secrets(text)
-    for form in list(_ordered):
+    """`text` with every registered secret masked, whole or as a piece of `PARTIAL_MS`+ characters that starts or ends it.
+
+    Longest first, so that a short secret inside a longer one never leaves a piece of the longer one;
+    then the CDK's own list (the spec's secrets), already masked where they are ours too.
+    """
+    ordered = list(_ordered)
+    for form in ordered:  # every whole secret first: a piece of one must not cut into another whole one
         if form in text:
             text = text.replace(form, MASK)
+    for form in ordered:
         if len(form) > PARTIAL_MS:
             text = _mask_pieces(text, form)
-    return text
+    return filter_secrets(text)
 
 
 def _mask_pieces(text: str, secret: str) -> str:

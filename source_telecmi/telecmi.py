@@ -32,7 +32,6 @@ from source_telecmi.answers import (
     SERVED,
     AccessRefused,
     Action,
-    Decision,
     EndpointMissing,
     as_count,
     body_of,
@@ -78,6 +77,7 @@ class AnswerHandler(ErrorHandler):
         self._max_retries = max_retries
         self._codes = {**BODY_CODES, **{code: SERVED for code in api.platform.success_codes}}
         self._local = threading.local()  # .refused: the reason of this thread's last answer, if a refusal
+        self.served = False  # whether this endpoint ever gave a usable answer
 
     @property
     def max_retries(self) -> Optional[int]:
@@ -102,6 +102,7 @@ class AnswerHandler(ErrorHandler):
             # Before the CDK's debug log prints the answer: a login's token, users' passwords at any depth.
             register_named(body)
             self._api.answered = True
+            self.served = True
             if sent_token:
                 self._api.tokens.accepted(sent_token)
             return ErrorResolution(ResponseAction.SUCCESS)
@@ -166,10 +167,10 @@ class Backoff(BackoffStrategy):
         answer = response_or_exception
         first = FIRST_BACKOFF_S
         if isinstance(answer, requests.Response):
-            decision = BODY_CODES.get(code_of(body_of(answer)), Decision(Action.RETRY))
-            if decision.action is Action.CREDENTIALS:
-                return 0.001
-            if decision.action is Action.REFUSED:
+            action = decide(answer, lambda body: None).action  # what the handler decided, as it decided it
+            if action is Action.CREDENTIALS:
+                return 0.001  # a renewed token: retried at once
+            if action is Action.REFUSED:
                 first = FIRST_REFUSAL_BACKOFF_S
         wait = min(LONGEST_BACKOFF_S, first * 2 ** max(attempt_count - 1, 0))
         return max(wait * wait_scale(), 0.001)
@@ -342,6 +343,11 @@ class ListEndpoint:
         self.row = row
         self._count_field = count_field
         self._window_fields = window_fields
+
+    @property
+    def served(self) -> bool:
+        """Whether TeleCMI ever gave this endpoint a usable answer in this sync (a later refusal is a fault)."""
+        return self._handler.served
 
     def ask(self, span: Optional[tuple[int, int]] = None) -> dict[str, Any]:
         """The answer for the records from span[0] to span[1] ms (as sent), or with no range: one record's fields."""

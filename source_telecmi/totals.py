@@ -8,7 +8,6 @@ had read: its totals grow as late calls land), nothing older; its state is the l
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, Optional
 
@@ -79,8 +78,6 @@ class DayReading(PartitionGenerator):
         self.lister = lister
         self._days = days
         self._skipped = skipped
-        self._served = False
-        self._lock = threading.Lock()
 
     def generate(self) -> Iterable[Partition]:
         for day in self._days:
@@ -94,14 +91,10 @@ class DayReading(PartitionGenerator):
         try:
             answer = self.lister.endpoint.ask((day.first, day.last))
         except AccessRefused as refused:
-            with self._lock:
-                served = self._served
-            if served:
+            if self.lister.endpoint.served:
                 raise refused_after_serving(self.lister.stream, self.lister.endpoint.path, str(refused)) from None
             skip(self.lister, self._skipped, str(refused))
             return None
-        with self._lock:
-            self._served = True
         fields = {name: answer.get(name) for name in self.lister.endpoint.row.fields}
         record = {DAY_FIELD: day_of(day.first), "day_start": day.first, **fields, "read_at": iso_ms(now_ms())}
         return self.lister.owned(None, record, b"")

@@ -182,6 +182,14 @@ class Ledger:
                 )
         return None
 
+    def cut_off(self) -> bool:
+        """Whether a full page was followed by an empty one while the count says more follow (an offset cap)."""
+        count = self.count
+        for number, length in self.lengths.items():
+            if length == 0 and number > 1 and self.lengths.get(number - 1) == self.size:
+                return count is not None and (number - 1) * self.size < count
+        return False
+
     def tied(self) -> bool:
         """Whether two records were found at one millisecond, or one record was served twice (its order moves)."""
         return len(set(self.times.values())) < len(self.times) or bool(self.again)
@@ -392,6 +400,12 @@ class WholeRead(Reading):
             read = yield from self.read_range(None)
             reads.append(read)
             found = set().union(*(r.found for r in reads))
+            if read.count is None and read.anomaly:
+                raise PagingError(
+                    self.lister.stream,
+                    self.where,
+                    f"TeleCMI sends no count and {read.anomaly}: the list cannot be read to its end",
+                )
             if read.count is None or len(found) >= read.count:
                 return
             if len(reads) >= 2 and reads[-1].found == reads[-2].found and not (read.anomaly or reads[-2].anomaly):
@@ -547,6 +561,13 @@ class WindowRead(Reading):
                 return 0
             quiet = 0 if grown else quiet + 1
             if quiet >= STABLE_READS:
+                if read.cut_off():  # no finer split can get past an offset cap: fail, never exit short
+                    raise PagingError(
+                        self.lister.stream,
+                        self.where,
+                        f"TeleCMI counts {count} records in the one millisecond {piece} but stops serving its "
+                        f"pages after {len(read.found)} ({read.anomaly}); no smaller piece can be asked for",
+                    )
                 return count - len(found)
         raise PagingError(
             self.lister.stream,

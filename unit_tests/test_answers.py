@@ -169,12 +169,6 @@ def test_message_of_takes_msg_then_message_then_error_on_one_line():
     assert len(message_of({"msg": "x" * 1000})) == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: answers.message_of takes TeleCMI's boolean `error` flag for the message: {'code': 404, "
-    "'error': True} without `msg` says 'True', so a rejected token is reported as 'invalid or expired (True)' "
-    "instead of naming the code",
-)
 def test_message_of_an_error_flag_is_no_message():
     assert message_of({"code": 404, "error": True}) == ""
 

@@ -163,12 +163,6 @@ def test_check_with_a_wrong_app_secret_names_the_fields_never_their_values(http_
     http_mocker.assert_number_of_calls(request, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SourceTelecmi.check falls back to a page of calls only when the analysis endpoint is missing: "
-    "an analysis refused (code 403 through every retry, which proves the credentials right) fails the check "
-    "with 'AccessRefused: Not enabled', naming a Python class, though the call lists may be readable",
-)
 def test_check_with_app_credentials_reads_a_page_of_calls_where_the_analysis_is_refused():
     body = {
         "appid": APP_ID,
