@@ -23,7 +23,7 @@ from integration_tests.conftest import (
     state_messages,
 )
 from integration_tests.telecmi_simulator import ANSWERED, Simulator, generate_calls, make_call
-from source_telecmi.timeline import finished_ranges
+from source_telecmi.state import finished_ranges
 
 
 def ids(records):

@@ -1,10 +1,35 @@
-"""Adaptive concurrency for TeleCMI requests, in the spirit of TCP congestion control (AIMD).
+"""Adaptive pacing of TeleCMI requests: a concurrency level (AIMD, as TCP) and, once TeleCMI refuses, a rate.
 
-TeleCMI documents no rate limit, so the connector has to find it. A shared level L bounds the requests in
-flight across all worker threads. It starts at the ceiling (`num_workers`), drops to 0.7 of itself on a 429 (once per round,
-since the other requests already in flight were sent at the old level and tell nothing new), and grows by
-1/L per answered request, so about +1 per round of L answers. A 429 also pauses every worker: the first
-pause is short and doubles while 429s continue, and Retry-After wins when TeleCMI sends one.
+TeleCMI documents no rate limit, so the connector has to find it. Two bounds apply, both shared by every
+worker thread:
+
+- The level L bounds the requests in flight. It starts at the ceiling (`num_workers`), drops to 0.7 of
+  itself on a 429 (once per round, since the other requests already in flight were sent at the old level
+  and tell nothing new), and grows by 1/L per answered request, so about +1 per round of L answers,
+  eight times slower near the level of the last 429.
+- The rate R bounds how many requests start per second. There is none until the first 429: without a
+  rate limit the pacer adds no delay at all. Concurrency is not rate: at 2 ms a request a level of 1
+  still sends 500 requests a second, so against a limit of N a second the level alone overshoots,
+  whatever its value. After a round of 429s, requests start at most R a second, evenly spaced.
+
+How R is set. The first round only shows that the start was too fast: R becomes half the rate of the
+last second and doubles every half second (TCP's slow start) until the next 429. From then on each round
+estimates the allowed rate A from three facts: a limiter that refuses is out of credit, so what it
+served between two refusals is what it granted in that time (exact for a limiter that banks the pause,
+such as a token bucket of a large burst); what it served since the pause, less the most it can have
+banked (its burst, at most what it served before its first 429), is what it granted in the rest; and a
+refusal comes at most sqrt(slope * burst) after the rate crossed the limit, the rate growing at `slope`
+(at once for a burst of 1). A is then at most the rate of the refused request and at least the rate
+TeleCMI served in the last second or so before the refusal. R restarts just under A and follows a cubic
+of the time (as TCP CUBIC): back near A quickly, flat around it, then steeper, so a limiter is probed
+again only after tens of seconds and an estimate too low is outgrown; after 2 x `PROBE_S` with no 429 the
+rate doubles again. A round in which nothing at all was served (a storm of 429s, an outage) says nothing
+about the rate and leaves R alone: the pauses handle it.
+
+A 429 also pauses every worker: the first pause is short and doubles while 429s continue. TeleCMI's
+Retry-After wins when it is a real hint: a number of seconds above 0 and at most `MAX_RETRY_AFTER_S`.
+`Retry-After: 0` (or negative, unreadable, or longer than that) asks for no pause, which after a 429 is
+no advice at all: the pacer's own pause applies.
 """
 
 from __future__ import annotations
@@ -13,6 +38,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Optional
@@ -23,11 +49,12 @@ class RateLimitExhausted(Exception):
 
 
 class Pacer:
-    """The shared level, the requests in flight, and the pause after a 429; safe under many threads.
+    """The shared level and rate, the requests in flight, and the pause after a 429; safe under many threads.
 
     Callers report each answer from the thread that sent the request (`answered` or `rate_limited`):
-    the pacer remembers per thread which request it sent last, to tell this round's answers from the
-    answers to requests sent before the last decrease.
+    the pacer remembers per thread which request it sent last, when, and at what rate, to tell this
+    round's answers from the answers to requests sent before the last decrease, and to estimate the
+    rate TeleCMI allows.
     """
 
     _POLL_S = 0.5  # a waiting thread re-checks at least this often, so a missed wake-up cannot hang it
@@ -37,6 +64,23 @@ class Pacer:
     # Near the level of the last 429, the level grows this many times slower: probing the limit
     # again costs a refused request, so it is done rarely once the limit is known.
     SLOW_NEAR_LIMIT = 8
+    # A Retry-After longer than this (in TeleCMI's seconds, before `wait_scale`) is no hint. Rate limits
+    # count per second or per minute; ten minutes is two thirds of the patience (15 minutes), so one odd
+    # header would fail the sync; such a value is likelier a unit misread (milliseconds) or the end of a
+    # daily quota, which no pause within patience outlasts anyway.
+    MAX_RETRY_AFTER_S = 600.0
+    # The rate. Before the second round it doubles every DOUBLING_S; after a round it restarts at
+    # BELOW_ESTIMATE of the estimate (at most BACKOFF of the anchor) and follows the cubic, which is back
+    # at the anchor after PROBE_S and grows as fast as it fell in another PROBE_S.
+    DOUBLING_S = 0.5
+    PROBE_S = 20.0
+    BACKOFF = 0.95
+    ANCHOR = 0.98  # the anchor: this share of the estimated allowed rate
+    FIRST_CUT = 0.5  # a round never more than halves the rate
+    RATE_WINDOW_S = 1.0  # what was served "just before" a 429: this long, or RECENT_SERVED requests
+    RECENT_SERVED = 8
+    RECENT_S = 2.0
+    MIN_RATE = 0.05  # requests per second: one every 20 s
 
     def __init__(
         self,
@@ -63,7 +107,8 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._cond = threading.Condition()
-        self._local = threading.local()  # .seq: the number of the request this thread sent last
+        # .seq, .start, .rate: the number of the request this thread sent last, when, and the rate that spaced it
+        self._local = threading.local()
         self._level = float(ceiling)
         self._in_flight = 0
         self._sent = 0  # the number the next request gets
@@ -76,10 +121,29 @@ class Pacer:
         self._counts = {"answered": 0, "rate_limited": 0, "decreases": 0}
         self._lowest = float(ceiling)
         self._limit_seen: Optional[float] = None  # the level at the last decrease
+        # The rate: None until the first 429.
+        self._rate: Optional[float] = None
+        self._anchor: Optional[float] = None  # the cubic's centre; None while the rate doubles
+        self._restart = 0.0  # the rate the cubic started from
+        self._anchored_at = 0.0  # when it started: the end of the last round's pause
+        self._grown_at = -math.inf  # when the doubling rate last grew
+        self._next_start = -math.inf  # while there is a rate, no request starts before this
+        self._spacing_rate: Optional[float] = None  # the rate that spaced the last request from the one before
+        self._starts: deque[float] = deque()  # until the first 429: when the requests of the last second started
+        self._served: deque[float] = deque()  # after it: when the requests served in the last 10 s started
+        self._burst_max = math.inf  # at most what the limiter held at the start: what it served before refusing
+        self._refused_seq = -1  # the latest-sent request answered 429 ...
+        self._refused_start: Optional[float] = None  # ... and when it was sent
+        self._paused_until = -math.inf  # the end of the pause before the current one
 
     @property
     def level(self) -> float:
         return self._level
+
+    @property
+    def rate(self) -> Optional[float]:
+        """The requests a second that may start; None until TeleCMI refuses one."""
+        return self._rate
 
     @property
     def in_flight(self) -> int:
@@ -95,41 +159,69 @@ class Pacer:
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        """Hold one of the floor(L) slots while sending a request; waits out any pause first."""
+        """Hold one of the floor(L) slots while sending a request; waits out any pause, and the rate, first."""
         self._acquire()
         try:
             yield
         finally:
-            with self._cond:
-                self._in_flight -= 1
-                self._cond.notify_all()
+            self._release()
 
     def _acquire(self) -> None:
         while True:
             with self._cond:
-                now = self._clock()
-                self._check_patience(now)
-                pause = self._resume_at - now
-                if pause <= 0:
-                    if self._in_flight < int(self._level):  # L >= 1, so one request always gets through
-                        self._in_flight += 1
-                        self._local.seq = self._sent
-                        self._sent += 1
-                        return
+                wait = self._try_acquire()
+                if wait == 0.0:
+                    return
+                if math.isinf(wait):
                     self._cond.wait(self._POLL_S)  # woken by a release or a rise of the level
                     continue
-                if self._limited_since is not None:  # wake in time to give up, not after a long Retry-After
-                    pause = min(pause, self._limited_since + self._patience_s - now)
-            self._sleep(pause)  # outside the lock: the pause is a wall-clock wait, not a slot wait
+            self._sleep(wait)  # outside the lock: a pause or the rate is a wall-clock wait, not a slot wait
+
+    def _try_acquire(self) -> float:
+        """Take a slot now and return 0, or return how long to wait (inf: until a slot is released)."""
+        now = self._clock()
+        self._check_patience(now)
+        pause = self._resume_at - now
+        if pause > 0:
+            if self._limited_since is not None:  # wake in time to give up, not after a long Retry-After
+                pause = min(pause, self._limited_since + self._patience_s - now)
+            return pause
+        if self._in_flight >= int(self._level):  # L >= 1, so one request always gets through
+            return math.inf
+        if self._rate is not None:
+            wait = self._next_start - now
+            if wait > 0:
+                return wait
+            self._next_start = now + 1.0 / self._rate
+        self._in_flight += 1
+        self._local.seq, self._local.start = self._sent, now
+        self._local.rate, self._spacing_rate = self._spacing_rate, self._rate
+        self._sent += 1
+        if self._rate is None:
+            self._starts.append(now)
+            while self._starts[0] <= now - self.RATE_WINDOW_S:
+                self._starts.popleft()
+        return 0.0
+
+    def _release(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._cond.notify_all()
 
     def answered(self) -> None:
-        """A request got a usable (non-429) answer: patience restarts, and this round's answers raise L."""
+        """A request got a usable (non-429) answer: patience restarts, and this round's answers raise L and R."""
         with self._cond:
             self._counts["answered"] += 1
             self._limited_since = None
+            start = getattr(self._local, "start", None)
+            if self._rate is not None and start is not None:
+                self._served.append(start)
+                while len(self._served) > 4096 or self._served[0] < start - 10.0:
+                    self._served.popleft()
             if not self._this_round():
                 return  # sent before the last decrease: its success says nothing about the new level
             self._next_pause_s = self._first_pause_s
+            self._grow_rate()
             if self._level < self._ceiling:
                 before = self._level
                 step = 1.0 / self._level
@@ -139,8 +231,29 @@ class Pacer:
                 self._log_change(before, "answers flowing")
                 self._cond.notify_all()
 
+    def _grow_rate(self) -> None:
+        if self._rate is None:
+            return
+        now = self._clock()
+        if self._anchor is not None and self._rate >= 2 * self._anchor:
+            self._anchor, self._grown_at = None, now  # twice the anchor without a 429: the limit may have gone
+        if self._anchor is None:
+            elapsed = min(max(0.0, now - self._grown_at), self.RATE_WINDOW_S)
+            self._grown_at = max(self._grown_at, now)
+            self._rate *= 2.0 ** (elapsed / self.DOUBLING_S)
+            return
+        x = (max(0.0, now - self._anchored_at) - self.PROBE_S) / self.PROBE_S
+        self._rate = max(self._rate, self._anchor + (self._anchor - self._restart) * x**3)
+
+    def _slope(self, rate: float) -> float:
+        """How fast the rate grew when it was `rate`, in requests a second per second."""
+        if self._anchor is None:
+            return math.log(2.0) / self.DOUBLING_S * rate
+        x = (max(0.0, self._clock() - self._anchored_at) - self.PROBE_S) / self.PROBE_S
+        return 3.0 * (self._anchor - self._restart) * x * x / self.PROBE_S
+
     def rate_limited(self, retry_after_s: Optional[float]) -> float:
-        """A 429 was read: lower L once per round and pause every worker. Returns the pause left, in seconds."""
+        """A 429 was read: lower L and R once per round and pause every worker. Returns the pause left, in seconds."""
         with self._cond:
             now = self._clock()
             self._counts["rate_limited"] += 1
@@ -148,14 +261,16 @@ class Pacer:
                 self._limited_since = now
             self._check_patience(now)
             new_round = self._this_round()
-            if retry_after_s is not None:
-                pause = max(0.0, retry_after_s) * self._wait_scale
-            elif new_round:
+            if retry_after_s is not None and 0.0 < retry_after_s <= self.MAX_RETRY_AFTER_S:
+                pause = retry_after_s * self._wait_scale
+            elif new_round:  # no Retry-After, or one that is no hint: our own pause
                 pause = self._next_pause_s
                 self._next_pause_s = min(self._longest_pause_s, pause * 2)
             else:
                 pause = 0.0  # a late 429 of the round already paused for
+            self._paused_until = self._resume_at
             self._resume_at = max(self._resume_at, now + pause)
+            estimate = self._refused(new_round)
             if new_round:
                 before = self._level
                 self._limit_seen = self._level
@@ -163,8 +278,51 @@ class Pacer:
                 self._round_start = self._sent
                 self._counts["decreases"] += 1
                 self._lowest = min(self._lowest, self._level)
+                if estimate is not None:
+                    restart, anchor = estimate
+                    self._anchor = anchor
+                    if anchor is not None:
+                        restart = min(restart, self.BACKOFF * anchor)
+                    self._rate = self._restart = max(self.MIN_RATE, restart)
+                self._grown_at = self._anchored_at = self._resume_at
                 self._log_change(before, f"TeleCMI is rate limiting (HTTP 429); pausing {pause:.1f} s")
             return max(0.0, self._resume_at - now)
+
+    def _refused(self, new_round: bool) -> Optional[tuple[float, Optional[float]]]:
+        """Note the refused request; on a new round, the rate to restart from and the anchor (None: doubling)."""
+        seq, start = getattr(self._local, "seq", None), getattr(self._local, "start", None)
+        if seq is None or start is None:
+            return None
+        if self._counts["decreases"] == (0 if new_round else 1):
+            # the first round: every request sent before its earliest refused one was served
+            self._burst_max = min(self._burst_max, seq)
+        if seq <= self._refused_seq:
+            return None  # sent before a 429 already read: the epoch it closes is gone
+        since_seq, since = self._refused_seq, self._refused_start
+        self._refused_seq, self._refused_start = seq, start
+        if not new_round:
+            return None
+        served = seq - since_seq - 1  # all sent between the two refused requests were served
+        if self._rate is None:  # the first round: the start was too fast, by how much nobody knows
+            sent = sum(1 for t in self._starts if start - self.RATE_WINDOW_S < t <= start)
+            return self.FIRST_CUT * sent / self.RATE_WINDOW_S, None
+        if served == 0 or since is None:
+            return None  # nothing served: an outage or a storm of 429s, which tells nothing of the rate
+        hi = getattr(self._local, "rate", None) or self._rate  # the rate that spaced the refused request
+        resume = min(start, max(since, self._paused_until))
+        lo = served / (start - since) if start > since else 0.0
+        if start > resume:
+            lo = max(lo, (served - self._burst_max) / (start - resume))
+        # the refusal came within a step of the rate (doubling) and sqrt(slope * burst) of crossing the limit
+        step = hi * (2.0 ** (1.0 / (hi * self.DOUBLING_S)) - 1.0) if self._anchor is None else 0.0
+        lo = max(lo, hi - step - math.sqrt(self._slope(hi) * max(0.0, self._burst_max - 1.0)))
+        lo = min(lo, hi)
+        recent = lo
+        window_from = max(resume, start - max(self.RECENT_S, self.RECENT_SERVED / hi))
+        count = sum(1 for t in self._served if window_from <= t < start)
+        if count >= 3 and start > window_from:
+            recent = max(lo, count / (start - window_from))
+        return max(lo, self.FIRST_CUT * hi), self.ANCHOR * min(hi, recent)
 
     def _this_round(self) -> bool:
         """Whether this thread's last request was sent after the last decrease (or it sent none through us)."""

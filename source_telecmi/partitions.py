@@ -29,8 +29,10 @@ from airbyte_cdk.sources.types import Record
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.answers import AccessRefused, EndpointMissing
+from source_telecmi.ledger import PagingError, Probe
+from source_telecmi.reading import Lister, WholeRead
 from source_telecmi.timeline import Window, WindowPlanner, estimate_total, iterate_windows
-from source_telecmi.windows import Lister, PagingError, Probe, WholeRead, WindowRead
+from source_telecmi.windows import WindowRead
 
 
 class Skipped:

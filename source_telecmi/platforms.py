@@ -49,7 +49,11 @@ REGIONS = {platform.region: platform.base_url for platform in PLATFORMS.values()
 
 
 # (region, kind of credentials) -> platform; "user" stands for a token or a login.
-PLATFORM_OF: dict[tuple[str, str], str] = {("global", "user"): USER, ("global", "app"): ACCOUNT, ("india", "app"): INDIA}
+PLATFORM_OF: dict[tuple[str, str], str] = {
+    ("global", "user"): USER,
+    ("global", "app"): ACCOUNT,
+    ("india", "app"): INDIA,
+}
 # What a region says to a kind of credentials it does not take.
 NOT_SERVED: dict[tuple[str, str], str] = {
     ("india", "user"): "reading one user's calls is not supported on TeleCMI's Indian platform (its user "

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from queue import Queue
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 from airbyte_cdk.models import (
     AirbyteCatalog,
@@ -22,7 +22,6 @@ from airbyte_cdk.models import (
     AirbyteStreamStatus,
     ConfiguredAirbyteCatalog,
     Status,
-    SyncMode,
     TraceType,
     Type,
 )
@@ -31,24 +30,22 @@ from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
 from airbyte_cdk.sources.message import InMemoryMessageRepository, MessageRepository
 from airbyte_cdk.sources.message.concurrent_repository import ConcurrentMessageRepository
 from airbyte_cdk.sources.source import Source
-from airbyte_cdk.sources.streams.concurrent.cursor import FinalStateCursor
 from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
 from airbyte_cdk.sources.utils.slice_logger import DebugSliceLogger
 from airbyte_cdk.utils.stream_status_utils import as_airbyte_message as stream_status
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.answers import AccessRefused, EndpointMissing
-from source_telecmi.audit import AUDIT_CURSOR, AUDIT_KEY, SYNC_AUDIT, Audit
+from source_telecmi.audit import SYNC_AUDIT, Audit
 from source_telecmi.config import ConfigError, TelecmiConfig, upgraded
-from source_telecmi.partitions import FullRefreshWindows, OnePartition, Skipped, WholeListPartition, WindowPartitions
-from source_telecmi.platforms import CALL_LISTS, DAILY, LISTS, SINGLE, ListRow
+from source_telecmi.partitions import Skipped
+from source_telecmi.platforms import CALL_LISTS, LISTS, ListRow
 from source_telecmi.records import Conformer
 from source_telecmi.secrets import one_line
-from source_telecmi.streams import build_stream, instant_for, schema_of, shaper
+from source_telecmi.state import only_stream_states, unreadable_state
+from source_telecmi.streams import Wiring, audit_stream, declared
 from source_telecmi.telecmi import CHECK_MAX_RETRIES, TelecmiApi
-from source_telecmi.timeline import WindowCursor, WindowPlanner, check_window, day_of, ranges_to_read, readable_state
-from source_telecmi.totals import DayCursor, DayReading, SinglePartition, balance_extra, days_to_read
-from source_telecmi.windows import Lister
+from source_telecmi.timeline import check_window
 
 QUEUE_SIZE = 10_000
 STREAMS_AT_ONCE_ENV = "SOURCE_TELECMI_STREAMS_AT_ONCE"
@@ -60,12 +57,6 @@ class SyncFailed(AirbyteTracedException):
     reported = True
 
 
-def planner_for(num_workers: int, page_size: int) -> WindowPlanner:
-    """Windows big enough to keep every worker busy, small enough to checkpoint often."""
-    target_pages = max(4 * num_workers, 50)
-    return WindowPlanner(target_calls=target_pages * page_size, most_calls=max(5_000, 4 * target_pages * page_size))
-
-
 def reason_of(error: BaseException) -> str:
     """A one-line reason for a failure, for check and for logs."""
     if isinstance(error, AirbyteTracedException):
@@ -75,13 +66,6 @@ def reason_of(error: BaseException) -> str:
             message = f"TeleCMI did not give a usable answer after retries: {cause}"
         return one_line(message)
     return one_line(f"{type(error).__name__}: {error}")
-
-
-def ranges_for(cursor: Optional[WindowCursor], settings: TelecmiConfig) -> Callable[[], list[tuple[int, int]]]:
-    """What a sync reads: the whole range, or (incremental) what the state has not finished, less the lookback."""
-    if cursor is None:
-        return lambda: [(settings.start, settings.end)]
-    return lambda: ranges_to_read(cursor.finished(), settings.start, settings.end, settings.lookback_ms)
 
 
 def api_of(settings: TelecmiConfig, logger: logging.Logger, **options: Any) -> TelecmiApi:
@@ -100,7 +84,6 @@ class SourceTelecmi(Source):
 
     def __init__(self) -> None:
         self._message_repository: MessageRepository = InMemoryMessageRepository()
-        self._conformers: dict[str, Conformer] = {}  # per stream: what could not be converted to its schema
 
     @property
     def message_repository(self) -> MessageRepository:
@@ -112,28 +95,19 @@ class SourceTelecmi(Source):
         if not state_path:
             return []
 
-        def unreadable(what: str) -> ConfigError:
-            return ConfigError(
-                f"The saved state cannot be read: {what}. This connector writes one STREAM state per stream; reset "
-                "the connection's streams (their records are read again from start_date) to fix it."
-            )
-
         try:
             saved = cls._read_json_file(state_path)
         except Exception as error:  # noqa: BLE001 - any unreadable file means the same to the user
-            raise unreadable(f"it is not JSON ({type(error).__name__})") from None
+            raise unreadable_state(f"it is not JSON ({type(error).__name__})") from None
         if not saved:
             return []
         if not isinstance(saved, list):
-            raise unreadable(f"it is a JSON {type(saved).__name__}, not the list of state messages Airbyte sends")
+            raise unreadable_state(f"it is a JSON {type(saved).__name__}, not the list of state messages Airbyte sends")
         try:
             states = super().read_state(state_path)
         except Exception as error:  # noqa: BLE001
-            raise unreadable(one_line(str(error), 200)) from None
-        kinds = {str(getattr(s.type, "value", s.type)) for s in states} - {"STREAM"}
-        if kinds:
-            raise unreadable(f"it holds a {', '.join(sorted(kinds))} state, which this connector never writes")
-        return states
+            raise unreadable_state(one_line(str(error), 200)) from None
+        return only_stream_states(states)
 
     def configure(self, config: Mapping[str, Any], temp_dir: str) -> Mapping[str, Any]:
         """The config as the spec types it, before anything validates it: an older integer app id as digits."""
@@ -170,7 +144,7 @@ class SourceTelecmi(Source):
 
     def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
         settings = TelecmiConfig.parse(config)
-        streams = [self._stream(row, settings, logger) for row in rows_for(settings)]
+        streams = [declared(row, logger) for row in rows_for(settings)]
         return AirbyteCatalog(streams=[s.as_airbyte_stream() for s in [*streams, audit_stream(logger)]])
 
     def read(
@@ -196,10 +170,9 @@ class SourceTelecmi(Source):
         api = api_of(settings, logger)
         skipped = Skipped()
         audit = Audit(messages)
-        wiring = Wiring(settings, logger, api, state_manager, messages, skipped, audit)
-        streams = [
-            self._stream(row, settings, logger, wiring, wanted[row.stream]) for row in rows if row.stream in wanted
-        ]
+        conformers: dict[str, Conformer] = {}  # per stream: what could not be converted to its schema
+        wiring = Wiring(settings, logger, api, state_manager, messages, skipped, audit, conformers)
+        streams = [wiring.wired(row, wanted[row.stream]) for row in rows if row.stream in wanted]
         if not streams and SYNC_AUDIT not in wanted:
             return
         api.sign_in()  # wrong login credentials fail here, once, not in every stream
@@ -215,7 +188,7 @@ class SourceTelecmi(Source):
                         yield from audit.messages(audit_stream(logger).as_airbyte_stream())
                     raise
                 for stream in batch:
-                    for line in self._conformers[stream.name].report():
+                    for line in conformers[stream.name].report():
                         logger.warning("Stream %s: %s", stream.name, line)
                     summary = audit.summary(stream.name)
                     if summary:
@@ -265,80 +238,6 @@ class SourceTelecmi(Source):
                 yield stream_status(by_name[name].as_airbyte_stream(), AirbyteStreamStatus.INCOMPLETE)
                 continue
             yield message
-
-    def _stream(
-        self,
-        row: ListRow,
-        settings: TelecmiConfig,
-        logger: logging.Logger,
-        wiring: Optional[Wiring] = None,
-        mode: Optional[SyncMode] = None,
-    ) -> DefaultStream:
-        """The stream of `row`; with `wiring`, wired to read in `mode`."""
-        schema = schema_of(row.schema_name)
-        if wiring is None:
-            return build_stream(row, schema, None, FinalStateCursor(row.stream, None, self._message_repository), logger)
-        messages, skipped = wiring.messages, wiring.skipped
-        cursor: Any = FinalStateCursor(row.stream, None, messages)
-        conform = self._conformers[row.stream] = Conformer(row.stream, schema)
-        shape = shaper(row, conform)
-        audit = wiring.audit.window_done if row.windowed else None
-        listers = [Lister(row.stream, e, shape, instant_for(row), logger, audit) for e in wiring.api.endpoints(row)]
-        incremental = mode == SyncMode.incremental and row.cursor is not None
-        if row.kind == SINGLE:
-            partitions: Any = OnePartition(SinglePartition(listers[0], skipped, balance_extra))
-        elif row.kind == DAILY:
-            saved = wiring.state_manager.get_stream_state(row.stream, None) if incremental else {}
-            days = days_to_read(saved, settings.start, settings.end, settings.lookback_days)
-            if incremental and days:
-                cursor = DayCursor(row.stream, messages, day_of(days[-1].first))
-            partitions = DayReading(listers[0], days, skipped)
-        elif not row.windowed:
-            partitions = OnePartition(WholeListPartition(listers, skipped))
-        else:
-            cursor = self._cursor(row, settings, wiring.state_manager, messages) if incremental else None
-            lister = listers[0]
-            planner = planner_for(settings.num_workers, lister.page_size.largest)
-            ranges = ranges_for(cursor, settings)
-            partitions = WindowPartitions(lister, ranges, planner, messages, skipped, cursor.expect if cursor else None)
-            cursor = cursor or FullRefreshWindows(row.stream, None, messages)
-        return build_stream(row, schema, partitions, cursor, logger)
-
-    @staticmethod
-    def _cursor(
-        row: ListRow,
-        settings: TelecmiConfig,
-        state_manager: Optional[ConnectorStateManager],
-        messages: MessageRepository,
-    ) -> WindowCursor:
-        assert state_manager is not None and row.cursor is not None
-        try:
-            saved = readable_state(row.stream, state_manager.get_stream_state(row.stream, None))
-        except ValueError as unreadable:
-            raise ConfigError(str(unreadable)) from None
-        return WindowCursor(
-            row.stream, saved, messages, state_manager, start=settings.start, end=settings.end, cursor_field=row.cursor
-        )
-
-
-class Wiring(NamedTuple):
-    """What the streams of one sync share."""
-
-    settings: TelecmiConfig
-    logger: logging.Logger
-    api: TelecmiApi
-    state_manager: ConnectorStateManager
-    messages: MessageRepository
-    skipped: Skipped
-    audit: Audit
-
-
-def audit_stream(logger: logging.Logger) -> DefaultStream:
-    """The `sync_audit` stream as discover declares it (its records are the audit's, not a list's)."""
-    row = ListRow(stream=SYNC_AUDIT, paths={}, primary_key=AUDIT_KEY, cursor=AUDIT_CURSOR)
-    return build_stream(
-        row, schema_of(SYNC_AUDIT), None, FinalStateCursor(SYNC_AUDIT, None, InMemoryMessageRepository()), logger
-    )
 
 
 def _status_of(message: AirbyteMessage) -> Optional[str]:

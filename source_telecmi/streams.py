@@ -8,17 +8,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
-from airbyte_cdk.sources.streams.concurrent.cursor import Cursor, CursorField
+from airbyte_cdk.models import SyncMode
+from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
+from airbyte_cdk.sources.message import InMemoryMessageRepository, MessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import Cursor, CursorField, FinalStateCursor
 from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
 from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
 from airbyte_cdk.sources.utils.schema_helpers import ResourceSchemaLoader
 
-from source_telecmi.platforms import ListRow
+from source_telecmi.audit import AUDIT_CURSOR, AUDIT_KEY, SYNC_AUDIT, Audit
+from source_telecmi.config import ConfigError, TelecmiConfig
+from source_telecmi.partitions import FullRefreshWindows, OnePartition, Skipped, WholeListPartition, WindowPartitions
+from source_telecmi.platforms import DAILY, SINGLE, ListRow
+from source_telecmi.reading import Lister
 from source_telecmi.records import Conformer
 from source_telecmi.secrets import without_secrets
-from source_telecmi.timeline import instant_of, iso_ms
+from source_telecmi.state import WindowCursor, readable_state
+from source_telecmi.telecmi import TelecmiApi
+from source_telecmi.timeline import WindowPlanner, day_of, instant_of, iso_ms, ranges_to_read
+from source_telecmi.totals import DayCursor, DayReading, SinglePartition, balance_extra, days_to_read
 
 STARTED_AT = "started_at"
 
@@ -71,4 +81,91 @@ def build_stream(
         cursor_field=CursorField(row.cursor) if row.cursor else None,
         logger=logger,
         cursor=cursor,
+    )
+
+
+def planner_for(num_workers: int, page_size: int) -> WindowPlanner:
+    """Windows big enough to keep every worker busy, small enough to checkpoint often."""
+    target_pages = max(4 * num_workers, 50)
+    return WindowPlanner(target_calls=target_pages * page_size, most_calls=max(5_000, 4 * target_pages * page_size))
+
+
+def ranges_for(cursor: Optional[WindowCursor], settings: TelecmiConfig) -> Callable[[], list[tuple[int, int]]]:
+    """What a sync reads: the whole range, or (incremental) what the state has not finished, less the lookback."""
+    if cursor is None:
+        return lambda: [(settings.start, settings.end)]
+    return lambda: ranges_to_read(cursor.finished(), settings.start, settings.end, settings.lookback_ms)
+
+
+def declared(row: ListRow, logger: logging.Logger) -> DefaultStream:
+    """The stream of `row` as discover declares it."""
+    return build_stream(
+        row, schema_of(row.schema_name), None, FinalStateCursor(row.stream, None, InMemoryMessageRepository()), logger
+    )
+
+
+class Wiring(NamedTuple):
+    """What the streams of one sync share."""
+
+    settings: TelecmiConfig
+    logger: logging.Logger
+    api: TelecmiApi
+    state_manager: ConnectorStateManager
+    messages: MessageRepository
+    skipped: Skipped
+    audit: Audit
+    conformers: dict[str, Conformer]
+
+    def wired(self, row: ListRow, mode: SyncMode) -> DefaultStream:
+        """The stream of `row`, wired to read in `mode`."""
+        settings, logger, messages, skipped = self.settings, self.logger, self.messages, self.skipped
+        wiring = self
+        schema = schema_of(row.schema_name)
+        cursor: Any = FinalStateCursor(row.stream, None, messages)
+        conform = self.conformers[row.stream] = Conformer(row.stream, schema)
+        shape = shaper(row, conform)
+        audit = wiring.audit.window_done if row.windowed else None
+        listers = [Lister(row.stream, e, shape, instant_for(row), logger, audit) for e in wiring.api.endpoints(row)]
+        incremental = mode == SyncMode.incremental and row.cursor is not None
+        if row.kind == SINGLE:
+            partitions: Any = OnePartition(SinglePartition(listers[0], skipped, balance_extra))
+        elif row.kind == DAILY:
+            saved = wiring.state_manager.get_stream_state(row.stream, None) if incremental else {}
+            days = days_to_read(saved, settings.start, settings.end, settings.lookback_days)
+            if incremental and days:
+                cursor = DayCursor(row.stream, messages, day_of(days[-1].first))
+            partitions = DayReading(listers[0], days, skipped)
+        elif not row.windowed:
+            partitions = OnePartition(WholeListPartition(listers, skipped))
+        else:
+            cursor = window_cursor(row, settings, wiring.state_manager, messages) if incremental else None
+            lister = listers[0]
+            planner = planner_for(settings.num_workers, lister.page_size.largest)
+            ranges = ranges_for(cursor, settings)
+            partitions = WindowPartitions(lister, ranges, planner, messages, skipped, cursor.expect if cursor else None)
+            cursor = cursor or FullRefreshWindows(row.stream, None, messages)
+        return build_stream(row, schema, partitions, cursor, logger)
+
+
+def window_cursor(
+    row: ListRow,
+    settings: TelecmiConfig,
+    state_manager: Optional[ConnectorStateManager],
+    messages: MessageRepository,
+) -> WindowCursor:
+    assert state_manager is not None and row.cursor is not None
+    try:
+        saved = readable_state(row.stream, state_manager.get_stream_state(row.stream, None))
+    except ValueError as unreadable:
+        raise ConfigError(str(unreadable)) from None
+    return WindowCursor(
+        row.stream, saved, messages, state_manager, start=settings.start, end=settings.end, cursor_field=row.cursor
+    )
+
+
+def audit_stream(logger: logging.Logger) -> DefaultStream:
+    """The `sync_audit` stream as discover declares it (its records are the audit's, not a list's)."""
+    row = ListRow(stream=SYNC_AUDIT, paths={}, primary_key=AUDIT_KEY, cursor=AUDIT_CURSOR)
+    return build_stream(
+        row, schema_of(SYNC_AUDIT), None, FinalStateCursor(SYNC_AUDIT, None, InMemoryMessageRepository()), logger
     )

@@ -19,9 +19,9 @@ from airbyte_cdk.sources.types import Record
 
 from source_telecmi.answers import AccessRefused
 from source_telecmi.partitions import Skipped, refused_after_serving, skip
+from source_telecmi.reading import Lister
 from source_telecmi.telecmi import ListEndpoint
 from source_telecmi.timeline import Window, day_before, day_of, day_windows, iso_ms, now_ms
-from source_telecmi.windows import Lister
 
 DAY_FIELD = "day"
 

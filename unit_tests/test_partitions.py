@@ -10,6 +10,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from test_windows import STREAM, T0, FakeEndpoint, FakeUserList, assert_exactly_once, call, lister_of, spread, user
 
 from source_telecmi.answers import AccessRefused, EndpointMissing
+from source_telecmi.ledger import PagingError
 from source_telecmi.partitions import (
     Backlog,
     FullRefreshWindows,
@@ -20,11 +21,12 @@ from source_telecmi.partitions import (
     WindowPartitions,
 )
 from source_telecmi.platforms import USERS_LIST
+from source_telecmi.reading import Lister
 from source_telecmi.records import Conformer
 from source_telecmi.streams import schema_of, shaper
 from source_telecmi.telecmi import Page
 from source_telecmi.timeline import Window, WindowPlanner
-from source_telecmi.windows import Lister, PagingError, WindowRead
+from source_telecmi.windows import WindowRead
 
 DAY = 86_400_000
 

@@ -15,16 +15,13 @@ from conftest import Answer, FakeClock
 from source_telecmi import telecmi as telecmi_module
 from source_telecmi.answers import AccessRefused, EndpointMissing
 from source_telecmi.credentials import Credentials
+from source_telecmi.handler import FIRST_BACKOFF_S, FIRST_REFUSAL_BACKOFF_S, LONGEST_BACKOFF_S, Backoff
 from source_telecmi.pacing import Pacer
 from source_telecmi.platforms import ACCOUNT, CALL_LISTS, INDIA, PLATFORMS, USER, USERS_LIST
 from source_telecmi.secrets import mask
 from source_telecmi.telecmi import (
     CHECK_MAX_RETRIES,
-    FIRST_BACKOFF_S,
-    FIRST_REFUSAL_BACKOFF_S,
-    LONGEST_BACKOFF_S,
     MAX_RETRIES,
-    Backoff,
     Page,
     TelecmiApi,
     listing,

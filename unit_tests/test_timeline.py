@@ -7,12 +7,11 @@ from airbyte_cdk.sources.message import InMemoryMessageRepository
 from airbyte_cdk.sources.streams.concurrent.cursor import CursorField
 from airbyte_cdk.sources.types import Record
 
+from source_telecmi.state import MillisecondStateConverter, WindowCursor, finished_ranges, readable_state
 from source_telecmi.timeline import (
     DAY_MS,
     LONGEST_WINDOW_MS,
-    MillisecondStateConverter,
     Window,
-    WindowCursor,
     WindowPlanner,
     check_window,
     day_before,
@@ -20,13 +19,11 @@ from source_telecmi.timeline import (
     day_start,
     day_windows,
     estimate_total,
-    finished_ranges,
     instant_of,
     iso_ms,
     iterate_windows,
     parse_utc,
     ranges_to_read,
-    readable_state,
 )
 
 JAN_1 = 1704067200000  # 2024-01-01T00:00:00Z

@@ -6,28 +6,30 @@ import threading
 
 import pytest
 
+from source_telecmi.ledger import (
+    Ledger,
+    PageSize,
+    PagingError,
+    Probe,
+    WindowAudit,
+    calls_in,
+    fingerprint,
+    page_size_of,
+    split,
+)
 from source_telecmi.platforms import CALL_LISTS, USERS_LIST
-from source_telecmi.telecmi import Page
-from source_telecmi.timeline import Window, instant_of
-from source_telecmi.windows import (
+from source_telecmi.reading import (
     LEAST_REREAD_REQUESTS,
     MOST_PAGES_WITHOUT_COUNT,
     REREAD_REQUESTS_PER_PAGE,
     WHOLE_LIST_READS,
-    Ledger,
     Lister,
-    PageSize,
-    PagingError,
-    Probe,
     WholeRead,
-    WindowAudit,
-    WindowRead,
-    calls_in,
-    fingerprint,
     instants,
-    page_size_of,
-    split,
 )
+from source_telecmi.telecmi import Page
+from source_telecmi.timeline import Window, instant_of
+from source_telecmi.windows import WindowRead
 
 T0 = 1764547200000  # 2025-12-01T00:00:00Z
 WINDOW = Window(T0, T0 + 999)
@@ -808,9 +810,9 @@ def test_a_user_read_twice_is_emitted_once(log):
 
 
 def test_a_list_that_never_runs_dry_without_a_count_ends_in_an_error(log, monkeypatch):
-    from source_telecmi import windows
+    from source_telecmi import reading
 
-    monkeypatch.setattr(windows, "MOST_PAGES_WITHOUT_COUNT", 5)
+    monkeypatch.setattr(reading, "MOST_PAGES_WITHOUT_COUNT", 5)
 
     class Endless(FakeUserList):
         def page(self, number, limit, span=None):

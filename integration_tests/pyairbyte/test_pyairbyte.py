@@ -22,7 +22,7 @@ from airbyte.strategies import WriteMethod, WriteStrategy
 
 from integration_tests.harness import COMMAND, DAY_MS, END_MS, START_MS, STREAM, config_for, simulator
 from integration_tests.telecmi_simulator import OUT_MISSED, generate_calls
-from source_telecmi.timeline import finished_ranges
+from source_telecmi.state import finished_ranges
 
 SCHEMA = "telecmi"
 LATER_END, LATER_END_MS = "2026-01-02T00:00:00Z", 1767312000000

@@ -1,0 +1,244 @@
+"""Reading a list: what the reads of one list share (`Lister`), one read of a range (`Reading`), and a
+list without windows read whole (`WholeRead`), reconciled with its count or read to its end.
+
+Every read of a range goes page after page into a `ledger.Ledger`; records are emitted once, by
+content, by the range that owns them. The reads of a window, and how they are made to add up, are
+in `windows`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, Optional
+
+from source_telecmi.ledger import Ledger, PageSize, PagingError, Probe, WindowAudit, calls_in, fingerprint, page_size_of
+from source_telecmi.telecmi import ListEndpoint, Page
+from source_telecmi.timeline import Window
+
+# A window that does not add up may spend this many requests (at least) on being read again:
+# enough to split it into pieces of one page each (64 at most per split), read every piece twice
+# (two requests a read where a short first page has to be told from a page size), and read a few
+# busy milliseconds until they settle.
+LEAST_REREAD_REQUESTS = 600
+REREAD_REQUESTS_PER_PAGE = 8
+# A whole list (no windows) is read at most this many times before its count is judged.
+WHOLE_LIST_READS = 3
+# Pages of a list without a count, at most: a server that ignores `page` and never runs dry.
+MOST_PAGES_WITHOUT_COUNT = 10_000
+
+Shape = Callable[[dict[str, Any], Optional[int]], dict[str, Any]]
+
+
+class Lister:
+    """What the reads of one list share: the endpoint, the page size, the shaping of records, the audit."""
+
+    def __init__(
+        self,
+        stream: str,
+        endpoint: ListEndpoint,
+        shape: Shape,
+        instant: Callable[[dict[str, Any]], Optional[int]],
+        logger: logging.Logger,
+        audit: Optional[Callable[[WindowAudit], None]] = None,
+    ) -> None:
+        self.stream = stream
+        self.endpoint = endpoint
+        self.page_size = PageSize(endpoint.largest_page, stream, logger)
+        self.logger = logger
+        self.audit = audit
+        self._shape = shape
+        self._instant = instant
+        self._timeless: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def instant(self, record: dict[str, Any]) -> Optional[int]:
+        return self._instant(record)
+
+    def page(self, piece: Optional[Window], number: int, limit: Optional[int] = None) -> tuple[Page, int]:
+        asked = limit or self.page_size.size
+        span = (piece.request_from, piece.request_to) if piece is not None else None
+        page = self.endpoint.page(number, asked, span)
+        self.page_size.served_in_full(asked, len(page.records))
+        return page, asked
+
+    def probe(self, window: Window, most_calls: int, expected: Optional[float] = None) -> Probe:
+        """Page 1 of a window and, when its count is far above what the windows before it held, its last page.
+
+        A count no page reaches is found out before it is paged: if the last page the count asks
+        for is empty, the last page with records is searched for (a count inflated by a thousand
+        then costs ten requests, not a hundred); otherwise the last page is read here once, not again.
+        """
+        first, asked = self.page(window, 1)
+        size = page_size_of(first, asked, self.page_size.size)
+        pages = max(1, math.ceil(calls_in(first, size) / size))
+        probe = Probe(first, size, pages, {1: first}, asked)
+        usual = expected is not None and (first.count or 0) <= 1.5 * expected + size
+        if pages == 1 or (first.count or 0) > most_calls or usual:
+            return probe
+        low, high = 1, pages  # page `low` has records; is `high` the last one?
+        last, _ = self.page(window, high, size)
+        probe.read[high] = last
+        if last.records:
+            return probe
+        while high - low > 1:
+            middle = (low + high) // 2
+            page, _ = self.page(window, middle, size)
+            probe.read[middle] = page
+            low, high = (middle, high) if page.records else (low, middle)
+        probe.pages = low
+        probe.read = {n: p for n, p in probe.read.items() if n <= low}
+        return probe
+
+    def owned(self, window: Optional[Window], record: dict[str, Any], key: bytes) -> Optional[dict[str, Any]]:
+        """The record, shaped, if this window is the one to emit it (a whole list owns all); None otherwise."""
+        if window is None:
+            return self._shape(record, self._instant(record))
+        instant = self._instant(record)
+        if instant is None:
+            with self._lock:
+                if key in self._timeless:
+                    return None
+                self._timeless.add(key)
+                seen = len(self._timeless)
+            self.logger.warning(
+                "Stream %s: a record read in %s has no usable time (%r): emitted once, without a cursor value "
+                "(%d such records so far)",
+                self.stream,
+                window,
+                record.get("time"),
+                seen,
+            )
+            return self._shape(record, None)
+        return self._shape(record, instant) if window.holds(instant) else None
+
+
+class Reading:
+    """The read of one range (a window, or a whole list): what it emitted, and reading it again until it adds up."""
+
+    def __init__(self, lister: Lister, window: Optional[Window], size: int) -> None:
+        self.lister = lister
+        self.window = window
+        self.size = size
+        self.ledger = Ledger(size)  # what requests for the range itself returned
+        self.requests = 0
+        self._emitted: set[bytes] = set()
+        self._owned = 0
+        self._budget = LEAST_REREAD_REQUESTS
+        self._lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        return f"records {self.window}" if self.window is not None else "the whole list"
+
+    def _emit(self, records: list[dict[str, Any]], keys: list[bytes]) -> list[dict[str, Any]]:
+        """Call under self._lock: the records not emitted yet that this range owns, shaped."""
+        out = []
+        for record, key in zip(records, keys, strict=True):
+            if key not in self._emitted:
+                self._emitted.add(key)
+                shaped = self.lister.owned(self.window, record, key)
+                if shaped is not None:
+                    out.append(shaped)
+                    if self.window is None or self.window.holds(self.lister.instant(record)):
+                        self._owned += 1
+        return out
+
+    def read_range(self, piece: Optional[Window]) -> Generator[list[dict[str, Any]], None, Ledger]:
+        """Read every page of `piece` one after the other; yields the records to emit, returns the ledger."""
+        ledger = Ledger(self.lister.page_size.size)
+        number = 1
+        first_asked = ledger.size
+        while True:
+            self._spend()
+            page, asked = self.lister.page(piece, number, ledger.size)
+            keys = [fingerprint(r) for r in page.records]
+            when = instants(self.lister, page.records, keys)
+            if not ledger.take(number, page, keys, when):
+                break  # the pages after it cannot be trusted either: smaller pieces will do
+            with self._lock:
+                if piece == self.window:
+                    self.ledger.found.update(keys)
+                emit = self._emit(page.records, keys)
+            if emit:
+                yield emit
+            if number == 1 and not self.lister.page_size.honours(asked):
+                first_asked, ledger.size = asked, page_size_of(page, asked, ledger.size)
+            elif number == 2 and ledger.size < first_asked:
+                if not page.records:  # page 1 was short, not a page size: the count will judge
+                    ledger.size = first_asked
+                    ledger.lengths.pop(2, None)
+                    break
+                self.lister.page_size.confirm(ledger.size, first_asked)
+            if len(page.records) < ledger.size:
+                break  # a short page ends a read: where the count says more follow, the count will judge
+            if ledger.count is not None and number * ledger.size >= ledger.count:
+                break
+            if ledger.count is None and number >= MOST_PAGES_WITHOUT_COUNT:
+                raise PagingError(self.lister.stream, self.where, f"TeleCMI served {number} full pages and no end")
+            number += 1
+        ledger.anomaly = ledger.anomaly or ledger.stopped_early()
+        return ledger
+
+    def _spend(self) -> None:
+        with self._lock:
+            self.requests += 1
+            self._budget -= 1
+            if self._budget >= 0:
+                return
+        raise PagingError(
+            self.lister.stream,
+            self.where,
+            f"{len(self.ledger.found)} of the {self.ledger.count} records TeleCMI counted could be read, and "
+            "reading it again in smaller pieces did not find the rest",
+        )
+
+
+class WholeRead(Reading):
+    """A list without windows (the users): read page after page, again if it falls short of its count."""
+
+    def __init__(self, lister: Lister) -> None:
+        super().__init__(lister, None, lister.page_size.size)
+
+    def records(self) -> Iterator[list[dict[str, Any]]]:
+        reads: list[Ledger] = []
+        for _ in range(WHOLE_LIST_READS):
+            read = yield from self.read_range(None)
+            reads.append(read)
+            found = set().union(*(r.found for r in reads))
+            if read.count is None and read.anomaly:
+                raise PagingError(
+                    self.lister.stream,
+                    self.where,
+                    f"TeleCMI sends no count and {read.anomaly}: the list cannot be read to its end",
+                )
+            if read.count is None or len(found) >= read.count:
+                return
+            if len(reads) >= 2 and reads[-1].found == reads[-2].found and not (read.anomaly or reads[-2].anomaly):
+                self.lister.logger.warning(
+                    "Stream %s: TeleCMI counts %d records but complete reads return the same %d every time: its "
+                    "count is wrong; the records read are emitted.",
+                    self.lister.stream,
+                    read.count,
+                    len(found),
+                )
+                return
+        raise PagingError(
+            self.lister.stream,
+            self.where,
+            f"TeleCMI counts {reads[-1].count} records but its pages return "
+            + ", then ".join(str(len(r.found)) for r in reads)
+            + " different ones",
+        )
+
+
+def instants(lister: Lister, records: list[dict[str, Any]], keys: list[bytes]) -> dict[bytes, int]:
+    """When each record was made, by its fingerprint (records without a usable time left out)."""
+    found = {}
+    for record, key in zip(records, keys, strict=True):
+        instant = lister.instant(record)
+        if instant is not None:
+            found[key] = instant
+    return found

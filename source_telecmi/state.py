@@ -1,0 +1,216 @@
+"""The state of a windowed stream: the CDK's concurrent date-range state in epoch ms, its cursor, and
+reading a saved state (a stream's, or the state file) with a config error saying a reset fixes it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Optional
+
+from airbyte_cdk.models import AirbyteStateMessage
+from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
+from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import ConcurrentCursor, CursorField
+from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
+from airbyte_cdk.sources.streams.concurrent.state_converters.abstract_stream_state_converter import (
+    AbstractStreamStateConverter,
+    ConcurrencyCompatibleStateType,
+)
+from airbyte_cdk.sources.types import Record
+
+from source_telecmi.config import ConfigError
+from source_telecmi.timeline import Window, instant_of
+
+
+class MillisecondStateConverter(AbstractStreamStateConverter):
+    """The CDK's state converter for an integer epoch-millisecond cursor.
+
+    The state is the CDK's concurrent form, `{"state_type": "date-range", "slices": [{"start",
+    "end", "most_recent_cursor_value"}]}`, all epoch ms, so windows finished out of order are all
+    remembered. A legacy state `{"time": <epoch ms>}` (every call up to that instant read) is read
+    too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(is_sequential_state=False)
+
+    def _from_state_message(self, value: Any) -> Any:
+        return int(value)
+
+    def _to_state_message(self, value: Any) -> Any:
+        return int(value)
+
+    def increment(self, value: Any) -> Any:
+        return value + 1
+
+    def output_format(self, value: Any) -> Any:
+        return value
+
+    def parse_value(self, value: Any) -> Any:
+        return value
+
+    @property
+    def zero_value(self) -> Any:
+        return 0
+
+    def convert_from_sequential_state(
+        self, cursor_field: CursorField, stream_state: MutableMapping[str, Any], start: Optional[Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        sync_start = int(start) if start is not None else 0
+        # A marker just before the start: it claims no call, and merges with the first window.
+        slices: list[dict[str, Any]] = [{self.START_KEY: sync_start - 1, self.END_KEY: sync_start - 1}]
+        legacy = stream_state.get(cursor_field.cursor_field_key) if stream_state else None
+        if legacy is not None:
+            newest = int(legacy)
+            if newest >= sync_start:
+                slices = [
+                    {
+                        self.START_KEY: sync_start - 1,
+                        self.END_KEY: newest,
+                        self.MOST_RECENT_RECORD_KEY: newest,
+                    }
+                ]
+        return sync_start, {
+            "state_type": ConcurrencyCompatibleStateType.date_range.value,
+            "slices": slices,
+        }
+
+
+def finished_ranges(state: MutableMapping[str, Any]) -> list[tuple[int, int, Optional[int]]]:
+    """The merged finished ranges of a state in the converter's concurrent form."""
+    converter = MillisecondStateConverter()
+    merged = converter.merge_intervals([dict(s) for s in state.get("slices", [])])
+    return [
+        (
+            int(s[converter.START_KEY]),
+            int(s[converter.END_KEY]),
+            int(s[converter.MOST_RECENT_RECORD_KEY]) if s.get(converter.MOST_RECENT_RECORD_KEY) is not None else None,
+        )
+        for s in merged
+    ]
+
+
+class WindowCursor(ConcurrentCursor):
+    """The CDK's concurrent cursor, told that several partitions (pages) make one window.
+
+    A window is recorded as done only when the last of its pages closes, so a checkpoint never
+    covers a window with a page still unread, whatever order the pages finish in.
+    """
+
+    def __init__(
+        self,
+        stream_name: str,
+        stream_state: MutableMapping[str, Any],
+        message_repository: MessageRepository,
+        state_manager: ConnectorStateManager,
+        start: int,
+        end: int,
+        cursor_field: str = "time",
+    ) -> None:
+        super().__init__(
+            stream_name=stream_name,
+            stream_namespace=None,
+            stream_state=stream_state,
+            message_repository=message_repository,
+            connector_state_manager=state_manager,
+            connector_state_converter=MillisecondStateConverter(),
+            cursor_field=CursorField(cursor_field),
+            slice_boundary_fields=("start", "end"),
+            start=start,
+            end_provider=lambda: end,
+            cursor_granularity=1,
+        )
+        self._observe_lock = threading.Lock()
+
+        self._pages: dict[tuple[int, int], int] = {}
+
+    def observe(self, record: Record) -> None:
+        # Pages of one window share a slice key and are read in parallel threads.
+        with self._observe_lock:
+            super().observe(record)
+
+    def expect(self, window: Window, pages: int) -> None:
+        """The window is read in `pages` partitions: it is done when the last of them closes."""
+        with self._observe_lock:
+            self._pages[(window.first, window.last)] = pages
+
+    def close_partition(self, partition: Partition) -> None:
+        bounds = partition.to_slice() or {}
+        key = (bounds.get("start"), bounds.get("end"))
+        with self._observe_lock:
+            left = self._pages.get(key, 1) - 1  # type: ignore[call-overload]
+            self._pages[key] = left  # type: ignore[index]
+            if left == 0:
+                self._pages.pop(key, None)  # type: ignore[arg-type]
+        if left == 0:
+            super().close_partition(partition)
+        closed = getattr(partition, "closed", None)  # after the state: what waits for the window to be done
+        if closed is not None:
+            closed()
+
+    def finished(self) -> list[tuple[int, int, Optional[int]]]:
+        """The ranges the state says are finished, merged."""
+        return finished_ranges(self.state)
+
+
+def readable_state(stream: str, state: Mapping[str, Any]) -> dict[str, Any]:
+    """A stream's saved state in the cursor's own form, or a config error saying what is wrong.
+
+    ISO-8601 instants where epoch ms belong, digit strings and floats are migrated (their meaning
+    is clear); anything else cannot be guessed at, and a reset of the stream is the way out.
+    """
+    if not state:
+        return {}
+
+    def problem(what: str) -> ValueError:
+        return ValueError(
+            f"The saved state of stream {stream} cannot be read: {what}. Reset the stream {stream} "
+            "(its calls are read again from start_date) to fix it."
+        )
+
+    def instant(value: Any, where: str) -> int:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            parsed = instant_of(value)
+            if parsed is not None:
+                return parsed
+        raise problem(f"{where} is {value!r}, not an instant (epoch milliseconds)")
+
+    if not isinstance(state, Mapping):
+        raise problem(f"it is {type(state).__name__}, not an object")
+    if "slices" not in state:
+        if set(state) - {"time"} or "time" not in state:
+            raise problem(f"it has {sorted(state)}, not 'time' or 'slices'")
+        return {"time": instant(state["time"], "time")}
+    slices = state["slices"]
+    if not isinstance(slices, list):
+        raise problem("'slices' is not a list")
+    readable = []
+    for number, piece in enumerate(slices, 1):
+        if not isinstance(piece, Mapping) or "start" not in piece or "end" not in piece:
+            raise problem(f"slice {number} has no start or no end")
+        entry = {
+            "start": instant(piece["start"], f"slice {number} start"),
+            "end": instant(piece["end"], f"slice {number} end"),
+        }
+        if entry["end"] < entry["start"]:
+            raise problem(f"slice {number} ends before it starts")
+        if piece.get("most_recent_cursor_value") is not None:
+            entry["most_recent_cursor_value"] = instant(piece["most_recent_cursor_value"], f"slice {number} cursor")
+        readable.append(entry)
+    return {**state, "state_type": ConcurrencyCompatibleStateType.date_range.value, "slices": readable}
+
+
+def unreadable_state(what: str) -> ConfigError:
+    """The config error for a saved state this connector cannot read: saying what, and that a reset fixes it."""
+    return ConfigError(
+        f"The saved state cannot be read: {what}. This connector writes one STREAM state per stream; reset "
+        "the connection's streams (their records are read again from start_date) to fix it."
+    )
+
+
+def only_stream_states(states: list[AirbyteStateMessage]) -> list[AirbyteStateMessage]:
+    """The states, if every one is a STREAM state (the only kind this connector writes); else a config error."""
+    kinds = {str(getattr(s.type, "value", s.type)) for s in states} - {"STREAM"}
+    if kinds:
+        raise unreadable_state(f"it holds a {', '.join(sorted(kinds))} state, which this connector never writes")
+    return states
