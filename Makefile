@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 PY := .venv/bin/python
 STAMP := .venv/.installed-stamp
 
-.PHONY: venv test lint unit integration demo bench image-test pyairbyte-test clean
+.PHONY: venv test lint unit integration demo bench image-test pyairbyte-test connector-test clean
 
 $(STAMP): setup.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version.split()[0]'
