@@ -348,11 +348,6 @@ def test_a_catalog_of_the_audit_alone_sends_no_request_and_audits_nothing(connec
     assert not run.records_of(AUDIT) and statuses(run, AUDIT)[-1] == "COMPLETE"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sync_audit.requests is documented as 'the requests the window took, re-reads and retries included' "
-    "but leaves retries out: two 503s retried on /v2/user/out_missed are in no window's requests",
-)
 def test_the_requests_of_a_window_include_its_retries(connector):
     stream = "outgoing_missed_calls"
     path = endpoints("token")[stream]

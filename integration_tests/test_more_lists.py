@@ -426,12 +426,6 @@ def test_a_lasting_refusal_of_an_account_list_skips_it_only_reported_incomplete(
             assert_voicemails_exactly(again.records_of(VOICEMAILS), expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a daily_call_totals refused through every retry (skipped, INCOMPLETE) still checkpoints "
-    "{'day': <end_date's day>}, so the next sync, once allowed, reads only that last day: the days before it are "
-    "never read",
-)
 def test_after_a_refusal_of_the_daily_totals_the_next_sync_reads_every_day(connector):
     with simulator(account_data("app")) as sim:
         run, cfg = refused_sync(connector, sim, "app", TOTALS)

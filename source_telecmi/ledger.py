@@ -165,6 +165,7 @@ class Probe:
     pages: int
     read: dict[int, Page]
     asked: int = 0  # the limit page 1 was asked for
+    sent: int = 0  # the requests probing took (pages it let go of included)
 
     @property
     def calls(self) -> int:

@@ -80,6 +80,8 @@ class Pacer:
     RATE_WINDOW_S = 1.0  # what was served "just before" a 429: this long, or RECENT_SERVED requests
     RECENT_SERVED = 8
     RECENT_S = 2.0
+    EARLY = 0.9
+    NO_BURST = 2  # served before the first 429: this many are no sign of a burst (sequential requests, refills)
     MIN_RATE = 0.05  # requests per second: one every 20 s
 
     def __init__(
@@ -135,6 +137,7 @@ class Pacer:
         self._refused_seq = -1  # the latest-sent request answered 429 ...
         self._refused_start: Optional[float] = None  # ... and when it was sent
         self._paused_until = -math.inf  # the end of the pause before the current one
+        self._refused_peak = 0.0  # the highest rate refused since the rate last doubled
 
     @property
     def level(self) -> float:
@@ -237,6 +240,7 @@ class Pacer:
         now = self._clock()
         if self._anchor is not None and self._rate >= 2 * self._anchor:
             self._anchor, self._grown_at = None, now  # twice the anchor without a 429: the limit may have gone
+            self._refused_peak = 0.0
         if self._anchor is None:
             elapsed = min(max(0.0, now - self._grown_at), self.RATE_WINDOW_S)
             self._grown_at = max(self._grown_at, now)
@@ -309,13 +313,24 @@ class Pacer:
         if served == 0 or since is None:
             return None  # nothing served: an outage or a storm of 429s, which tells nothing of the rate
         hi = getattr(self._local, "rate", None) or self._rate  # the rate that spaced the refused request
+        peak, self._refused_peak = self._refused_peak, max(self._refused_peak, hi)
+        if (
+            self._anchor is not None
+            and hi <= min(self._anchor, self.EARLY * peak)
+            and start - since >= self.PROBE_S / 2
+        ):
+            # a lone refusal long after the last, under the anchor and well under the rates refused before: a
+            # request that arrived early (a client's timing is never exact, and a strict limiter minds), not a
+            # lower limit, which would refuse again soon
+            anchor = self.ANCHOR * self._anchor
+            return self.BACKOFF * anchor, anchor
         resume = min(start, max(since, self._paused_until))
         lo = served / (start - since) if start > since else 0.0
         if start > resume:
             lo = max(lo, (served - self._burst_max) / (start - resume))
         # the refusal came within a step of the rate (doubling) and sqrt(slope * burst) of crossing the limit
         step = hi * (2.0 ** (1.0 / (hi * self.DOUBLING_S)) - 1.0) if self._anchor is None else 0.0
-        lo = max(lo, hi - step - math.sqrt(self._slope(hi) * max(0.0, self._burst_max - 1.0)))
+        lo = max(lo, hi - step - math.sqrt(self._slope(hi) * max(0.0, self._burst_max - self.NO_BURST)))
         lo = min(lo, hi)
         recent = lo
         window_from = max(resume, start - max(self.RECENT_S, self.RECENT_SERVED / hi))

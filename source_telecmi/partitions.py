@@ -42,9 +42,13 @@ class Skipped:
         self.reasons: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def add(self, stream: str, reason: str) -> None:
+    def add(self, stream: str, reason: str) -> bool:
+        """Note the stream skipped; False if it already was."""
         with self._lock:
-            self.reasons.setdefault(stream, reason)
+            if stream in self.reasons:
+                return False
+            self.reasons[stream] = reason
+            return True
 
 
 def refused_after_serving(stream: str, path: str, reason: str) -> AirbyteTracedException:
@@ -53,6 +57,9 @@ def refused_after_serving(stream: str, path: str, reason: str) -> AirbyteTracedE
 
 
 def skip(lister: Lister, skipped: Skipped, reason: str) -> None:
+    """Skip the stream of `lister` (once, however many of its partitions meet the refusal)."""
+    if not skipped.add(lister.stream, reason):
+        return
     lister.logger.warning(
         "Stream %s skipped, reported INCOMPLETE: TeleCMI refuses %s to these credentials through every retry (%s). "
         "Its table is left as it was.",
@@ -60,7 +67,6 @@ def skip(lister: Lister, skipped: Skipped, reason: str) -> None:
         lister.endpoint.path,
         reason,
     )
-    skipped.add(lister.stream, reason)
 
 
 class Backlog:

@@ -74,19 +74,21 @@ class Lister:
         first, asked = self.page(window, 1)
         size = page_size_of(first, asked, self.page_size.size)
         pages = max(1, math.ceil(calls_in(first, size) / size))
-        probe = Probe(first, size, pages, {1: first}, asked)
+        probe = Probe(first, size, pages, {1: first}, asked, first.sent)
         usual = expected is not None and (first.count or 0) <= 1.5 * expected + size
         if pages == 1 or (first.count or 0) > most_calls or usual:
             return probe
         low, high = 1, pages  # page `low` has records; is `high` the last one?
         last, _ = self.page(window, high, size)
         probe.read[high] = last
+        probe.sent += last.sent
         if last.records:
             return probe
         while high - low > 1:
             middle = (low + high) // 2
             page, _ = self.page(window, middle, size)
             probe.read[middle] = page
+            probe.sent += page.sent
             low, high = (middle, high) if page.records else (low, middle)
         probe.pages = low
         probe.read = {n: p for n, p in probe.read.items() if n <= low}
@@ -154,6 +156,8 @@ class Reading:
         while True:
             self._spend()
             page, asked = self.lister.page(piece, number, ledger.size)
+            with self._lock:
+                self.requests += page.sent
             keys = [fingerprint(r) for r in page.records]
             when = instants(self.lister, page.records, keys)
             if not ledger.take(number, page, keys, when):
@@ -184,7 +188,6 @@ class Reading:
 
     def _spend(self) -> None:
         with self._lock:
-            self.requests += 1
             self._budget -= 1
             if self._budget >= 0:
                 return

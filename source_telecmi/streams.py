@@ -133,7 +133,7 @@ class Wiring(NamedTuple):
             saved = wiring.state_manager.get_stream_state(row.stream, None) if incremental else {}
             days = days_to_read(saved, settings.start, settings.end, settings.lookback_days)
             if incremental and days:
-                cursor = DayCursor(row.stream, messages, day_of(days[-1].first))
+                cursor = DayCursor(row.stream, messages, day_of(days[-1].first), saved, skipped)
             partitions = DayReading(listers[0], days, skipped)
         elif not row.windowed:
             partitions = OnePartition(WholeListPartition(listers, skipped))

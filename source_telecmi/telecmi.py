@@ -43,6 +43,7 @@ class Page:
 
     count: Optional[int]
     records: list[dict[str, Any]]
+    sent: int = 1  # the requests it took, retries and rate-limited ones included
 
 
 class TelecmiApi:
@@ -129,7 +130,9 @@ class TelecmiApi:
             count_field = path.count_field or self.platform.count_field
             lacking = listing(row.items, count_field, row.count_required) if row.items else needing(row.fields)
             client, handler = self._client(row.stream, lacking)
-            endpoints.append(ListEndpoint(client, handler, url, path, row, count_field, self.platform.window_fields))
+            endpoints.append(
+                ListEndpoint(client, handler, url, path, row, count_field, self.platform.window_fields, self.transport)
+            )
         return endpoints
 
     def prove_app_credentials(self, first: int, last: int) -> None:
@@ -203,6 +206,7 @@ class ListEndpoint:
         row: ListRow,
         count_field: str,
         window_fields: tuple[str, str],
+        transport: Optional[Transport] = None,
     ) -> None:
         self._http = http
         self._handler = handler
@@ -212,6 +216,7 @@ class ListEndpoint:
         self.row = row
         self._count_field = count_field
         self._window_fields = window_fields
+        self._transport = transport
 
     @property
     def served(self) -> bool:
@@ -230,6 +235,8 @@ class ListEndpoint:
         body: dict[str, Any] = {"page": number, "limit": limit}
         if span is not None:
             body[self._window_fields[0]], body[self._window_fields[1]] = span
+        before = self._transport.sent_here() if self._transport else 0
         answer = post(self._http, self._handler, self.url, body)
+        sent = self._transport.sent_here() - before if self._transport else 1
         records = answer.get(self.row.items) or []
-        return Page(count=as_count(answer.get(self._count_field)), records=records)
+        return Page(count=as_count(answer.get(self._count_field)), records=records, sent=max(1, sent))

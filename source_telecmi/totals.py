@@ -29,14 +29,24 @@ Shape = Callable[[dict[str, Any], Optional[int]], dict[str, Any]]
 
 
 class DayCursor(FinalStateCursor):
-    """The state of `daily_call_totals`: the last day a sync read, once every day of it was read."""
+    """The state of `daily_call_totals`: the last day a sync read, once every day of it was read.
 
-    def __init__(self, stream: str, messages: MessageRepository, last_day: str) -> None:
+    The state is emitted when the stream is done, which the sync only reaches with every day read,
+    or with the stream skipped (TeleCMI refused it): then the state it had stays as it was.
+    """
+
+    def __init__(
+        self, stream: str, messages: MessageRepository, last_day: str, saved: Mapping[str, Any], skipped: Skipped
+    ) -> None:
         super().__init__(stream, None, messages)
         self._last_day = last_day
+        self._saved = dict(saved)
+        self._skipped = skipped
 
     @property
     def state(self) -> MutableMapping[str, Any]:
+        if self._stream_name in self._skipped.reasons:
+            return dict(self._saved)
         return {DAY_FIELD: self._last_day}
 
 

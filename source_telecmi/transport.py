@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Optional
@@ -53,6 +54,7 @@ class Transport(requests.Session):
         self._fill: dict[str, tuple[Callable[[], dict[str, Any]], Optional[str]]] = {}
         self.unreachable: Optional[str] = None
         self.ended: Optional[str] = None
+        self._sent = threading.local()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pacer.ceiling + 2)
         self.mount("https://", adapter)
         self.mount("http://", adapter)
@@ -100,7 +102,12 @@ class Transport(requests.Session):
                 failure_type=FailureType.transient_error,
             ) from None
 
+    def sent_here(self) -> int:
+        """How many requests this thread has sent (retries and refused ones included)."""
+        return getattr(self._sent, "count", 0)
+
     def _send_in_time(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self._sent.count = self.sent_here() + 1
         deadline = time.monotonic() + self._timeout_s
         kwargs["timeout"] = (min(CONNECT_TIMEOUT_S, self._timeout_s), self._timeout_s)
         kwargs["stream"] = True

@@ -48,7 +48,7 @@ class WindowRead(Reading):
         super().__init__(lister, window, probe.size)
         self.slice = window.as_slice()
         self.pages = probe.pages
-        self.requests = len(probe.read)
+        self.requests = probe.sent or len(probe.read)
         self._budget = max(LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE * probe.pages)
         self._read_already = dict(probe.read)
         self._finished = 0
@@ -64,7 +64,7 @@ class WindowRead(Reading):
         if page is None:
             page, _ = self.lister.page(self.window, number, self.size)
             with self._lock:
-                self.requests += 1
+                self.requests += page.sent
         keys = [fingerprint(r) for r in page.records]
         when = instants(self.lister, page.records, keys)
         if number == 2 and page.records and self.size < self._asked:
