@@ -34,6 +34,7 @@ demo: venv
 
 bench: venv
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_lists.py
 
 image-test: venv
 	bash scripts/image_test.sh
