@@ -20,7 +20,18 @@ and the issues' targets; it asserts nothing about speed.
 In (g) to (i), the share of the allowed rate is the ideal time (the requests answered, 429s not
 counted, over R) divided by the wall time; the share refused is the 429s over all requests.
 
-    .venv/bin/python scripts/bench.py [--only a,e] [--quick]
+Rate limits of other shapes, each answered in another of the 429 forms (integration_tests/limiters.py):
+  j  the simulator's bucket of (g), 2 ms, HTTP 429 with Retry-After: 0 (no hint: the pacer's own pause applies)
+  k  a token bucket of 20/s with a burst of 1, continuous refill, 100 ms, HTTP 429 without Retry-After
+  l  a token bucket of 20/s with a burst of 100 (5 s worth), 100 ms, HTTP 429 with Retry-After: 1
+  m  a fixed window of 20 per clock second, 100 ms, HTTP 429 with Retry-After: 0
+  n  a token bucket of 50/s with a burst of 250 refilled in whole seconds, 2 ms, HTTP 200 with body code 429
+  o  a token bucket of 5/s with a burst of 1, 2 ms, HTTP 429 with Retry-After: 1
+In (j) to (o) the allowed requests are R a second of wall time plus the limiter's burst beyond one
+second's worth (what it banked before the sync); the share of the allowed rate is the requests
+answered over that.
+
+    .venv/bin/python scripts/bench.py [--only a,e] [--quick] [SCENARIO ...]   e.g. scripts/bench.py g h i
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +65,7 @@ from integration_tests.harness import (
     config,
     simulator,
 )
+from integration_tests.limiters import FixedWindow, TokenBucket
 from integration_tests.telecmi_simulator import generate_calls
 
 try:
@@ -83,6 +96,10 @@ class Scenario:
     latency: bool  # --latency-ms applies; else 0 ms
     kind: str = "token"  # the harness's kind of config
     options: dict = field(default_factory=dict)  # the simulator's
+    limiter: Callable[[], object] | None = None  # makes the simulator's rate limiter, fresh for each run
+    rate: float = 0.0  # the limiter's rate, for the figure
+    burst: float = 0.0  # the limiter's burst
+    latency_ms: float | None = None  # this latency rather than --latency-ms
 
 
 LIMITED = {"g": "retry_after", "h": "no_retry_after", "i": "body"}
@@ -97,6 +114,26 @@ SCENARIOS = {
         k: Scenario(k, 8_000, 30, True, "token", {"rate_limit": RATE, "rate_limit_form": f}) for k, f in LIMITED.items()
     },
 }
+
+
+def limited(key: str, calls: int, form: str, rate: float, burst: float, make, latency_ms: float | None = None):
+    """A scenario of the rate-limit block (j to o): `make()` builds its limiter, answered in `form`."""
+    return Scenario(key, calls, 30, True, "token", {"rate_limit_form": form}, make, rate, burst, latency_ms)
+
+
+# (j) the simulator's bucket answering Retry-After: 0; (k) to (o) limiters of other shapes: bursts of 1 and
+# of 5 s, refills in whole seconds, a fixed window.
+SHAPED = {
+    "j": Scenario(
+        "j", 8_000, 30, True, "token", {"rate_limit": RATE, "rate_limit_form": "retry_after_zero"}, None, RATE, RATE, 2
+    ),
+    "k": limited("k", 8_000, "no_retry_after", 20, 1, lambda: TokenBucket(20, 1)),
+    "l": limited("l", 8_000, "retry_after", 20, 100, lambda: TokenBucket(20, 100)),
+    "m": limited("m", 8_000, "retry_after_zero", 20, 20, lambda: FixedWindow(20)),
+    "n": limited("n", 19_000, "body", 50, 250, lambda: TokenBucket(50, 250, refill="per_second"), latency_ms=2),
+    "o": limited("o", 1_800, "retry_after", 5, 1, lambda: TokenBucket(5, 1), latency_ms=2),
+}
+SCENARIOS.update(SHAPED)
 
 
 @dataclass
@@ -158,8 +195,10 @@ def run(scenario: Scenario, args: argparse.Namespace) -> Result:
     path = (ACCOUNT_ENDPOINTS if scenario.kind == "app" else ENDPOINTS)[STREAM]
     calls = generate_calls(n, START_MS, end_ms - 1, seed=100 + ord(scenario.key), endpoint=path)
     expected = {call_id(c) for c in calls}
-    result = Result(scenario, args.latency_ms if scenario.latency else 0.0)
-    with simulator({path: calls}, latency_ms=result.latency_ms, **scenario.options) as sim:
+    latency_ms = scenario.latency_ms if scenario.latency_ms is not None else args.latency_ms
+    result = Result(scenario, latency_ms if scenario.latency else 0.0)
+    options = {**scenario.options, **({"limiter": scenario.limiter()} if scenario.limiter else {})}
+    with simulator({path: calls}, latency_ms=result.latency_ms, **options) as sim:
         end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end_ms / 1000))
         cfg = config(sim.base_url, scenario.kind, start_date=START, end_date=end, num_workers=args.workers)
         with tempfile.TemporaryDirectory(prefix="telecmi-bench-") as workdir:
@@ -193,7 +232,17 @@ def figure(r: Result, results: dict[str, Result]) -> tuple[str, str, bool]:
             ">= 1.8x (a)" if key == "e" else "nothing lost",
             ratio >= 1.8 or key == "f",
         )
+    if key in SHAPED:
+        return shaped_figure(r)
     share = (r.requests - r.refused) / RATE / r.wall_s if r.wall_s else 0
+    refused = r.refused / r.requests if r.requests else 0
+    return f"{share:.0%} of the rate, {refused:.1%} refused", ">= 85%, <= 5%", share >= 0.85 and refused <= 0.05
+
+
+def shaped_figure(r: Result) -> tuple[str, str, bool]:
+    """(j) to (o): the requests answered over those the limiter allows in the wall time, and the share refused."""
+    allowed = r.scenario.rate * r.wall_s + max(0.0, r.scenario.burst - r.scenario.rate)
+    share = (r.requests - r.refused) / allowed if allowed else 0
     refused = r.refused / r.requests if r.requests else 0
     return f"{share:.0%} of the rate, {refused:.1%} refused", ">= 85%, <= 5%", share >= 0.85 and refused <= 0.05
 
@@ -204,10 +253,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a tenth of the calls, for a smoke run")
     parser.add_argument("--workers", type=int, default=8, help="num_workers of the connector (8)")
     parser.add_argument("--latency-ms", type=float, default=100.0, help="latency per request where it applies (100)")
+    parser.add_argument("scenario", nargs="*", help="scenarios to run, like g h i (the same as --only g,h,i)")
     args = parser.parse_args()
-    keys = [k.strip() for k in args.only.split(",") if k.strip()]
+    keys = args.scenario or [k.strip() for k in args.only.split(",") if k.strip()]
     if not keys or set(keys) - set(SCENARIOS):
-        parser.error(f"--only takes some of {','.join(SCENARIOS)}, got {args.only!r}")
+        parser.error(f"scenarios are some of {','.join(SCENARIOS)}, got {','.join(keys) or args.only!r}")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:
         usage, _, problems = measure([COMMAND, "spec"], None, 120, workdir)

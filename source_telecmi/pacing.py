@@ -13,20 +13,26 @@ worker thread:
   whatever its value. After a round of 429s, requests start at most R a second, evenly spaced.
 
 How R is set. The first round only shows that the start was too fast: R becomes half the rate of the
-last second and doubles every half second (TCP's slow start) until the next 429. From then on each round
-estimates the allowed rate A from three facts: a limiter that refuses is out of credit, so what it
-served between two refusals is what it granted in that time (exact for a limiter that banks the pause,
-such as a token bucket of a large burst); what it served since the pause, less the most it can have
-banked (its burst, at most what it served before its first 429), is what it granted in the rest; and a
-refusal comes at most sqrt(slope * burst) after the rate crossed the limit, the rate growing at `slope`
-(at once for a burst of 1). A is then at most the rate of the refused request and at least the rate
-TeleCMI served in the last second or so before the refusal. R restarts just under A and follows a cubic
-of the time (as TCP CUBIC): back near A quickly, flat around it, then steeper, so a limiter is probed
-again only after tens of seconds and an estimate too low is outgrown; after 2 x `PROBE_S` with no 429 the
-rate doubles again. A round in which nothing at all was served (a storm of 429s, an outage) says nothing
-about the rate and leaves R alone: the pauses handle it.
+last second and then doubles every half second (TCP's slow start), by at most a fifth from one answer to
+the next, so that where it crosses a limit is known within a fifth, until the next 429. Each later round
+estimates the allowed rate A between bounds. From below: a limiter that refuses is out of credit, so
+what it served between two refusals it granted in that time (exact for one that banks the pause, a token
+bucket of a large burst); what it served since the pause, less the most it can have banked (its burst:
+at most what it served before its first 429), it granted in the rest; and a rate that crossed the limit
+while growing refused within a step of growth and sqrt(slope * burst), the most a burst hides at that
+slope. From above: the rate of the refused request, and what was served in the last couple of seconds.
+R restarts just under A, then follows a cubic of the time (as TCP CUBIC): back near A quickly, flat
+around it, steeper beyond, so a known limit is probed again only after some 20 s, and an estimate too
+low is outgrown; at twice A without a 429, R doubles again.
 
-A 429 also pauses every worker: the first pause is short and doubles while 429s continue. TeleCMI's
+Two kinds of round keep the estimate. One in which nothing was served (a storm of 429s, an outage) says
+nothing of the rate: the pauses deal with it. And a lone 429 long after the last, under both A and the
+rates refused before, is a request that arrived early: a client's timing is never exact (threads, the
+GIL, the network), and a limiter of a burst of one refuses two requests that arrive closer than 1/rate;
+a real lower limit would refuse again soon. A only drops 2%.
+
+A 429 also pauses every worker: the first pause is short and doubles while 429s continue (the first
+request after a pause goes at its end; the rate spaces the next ones). TeleCMI's
 Retry-After wins when it is a real hint: a number of seconds above 0 and at most `MAX_RETRY_AFTER_S`.
 `Retry-After: 0` (or negative, unreadable, or longer than that) asks for no pause, which after a 429 is
 no advice at all: the pacer's own pause applies.
@@ -69,18 +75,19 @@ class Pacer:
     # header would fail the sync; such a value is likelier a unit misread (milliseconds) or the end of a
     # daily quota, which no pause within patience outlasts anyway.
     MAX_RETRY_AFTER_S = 600.0
-    # The rate. Before the second round it doubles every DOUBLING_S; after a round it restarts at
-    # BELOW_ESTIMATE of the estimate (at most BACKOFF of the anchor) and follows the cubic, which is back
-    # at the anchor after PROBE_S and grows as fast as it fell in another PROBE_S.
+    # The rate. Doubling, it doubles every DOUBLING_S, by at most MAX_STEP (or one request a second) from one
+    # answer to the next. After a round, the anchor is ANCHOR of the estimated allowed rate, and at least
+    # DECREASE of the rate refused; R restarts at BACKOFF of the anchor, or at the lower bound if less but
+    # never under FIRST_CUT of the rate refused; the cubic is back at the anchor after PROBE_S.
     DOUBLING_S = 0.5
+    MAX_STEP = 0.2
     PROBE_S = 20.0
+    ANCHOR = 0.98
     BACKOFF = 0.95
-    ANCHOR = 0.98  # the anchor: this share of the estimated allowed rate
-    FIRST_CUT = 0.5  # a round never more than halves the rate
-    RATE_WINDOW_S = 1.0  # what was served "just before" a 429: this long, or RECENT_SERVED requests
-    RECENT_SERVED = 8
-    RECENT_S = 2.0
-    EARLY = 0.9
+    FIRST_CUT = 0.5
+    RATE_WINDOW_S = 1.0  # the rate before the first 429 is the requests of this last window
+    RECENT_S, RECENT_SERVED = 2.0, 8  # "what was served just before a 429": this long, or this many requests
+    EARLY = 0.9  # a lone 429 under this share of the rates refused before is a request that arrived early
     NO_BURST = 2  # served before the first 429: this many are no sign of a burst (sequential requests, refills)
     MIN_RATE = 0.05  # requests per second: one every 20 s
 
@@ -109,7 +116,7 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._cond = threading.Condition()
-        # .seq, .start, .rate: the number of the request this thread sent last, when, and the rate that spaced it
+        # .seq, .start, .rate: the number of the request this thread sent last, when, and the rate then
         self._local = threading.local()
         self._level = float(ceiling)
         self._in_flight = 0
@@ -129,10 +136,9 @@ class Pacer:
         self._restart = 0.0  # the rate the cubic started from
         self._anchored_at = 0.0  # when it started: the end of the last round's pause
         self._grown_at = -math.inf  # when the doubling rate last grew
-        self._next_start = -math.inf  # while there is a rate, no request starts before this
-        self._spacing_rate: Optional[float] = None  # the rate that spaced the last request from the one before
+        self._last_start = -math.inf  # while there is a rate, the next request starts 1/rate after this
         self._starts: deque[float] = deque()  # until the first 429: when the requests of the last second started
-        self._served: deque[float] = deque()  # after it: when the requests served in the last 10 s started
+        self._served: deque[float] = deque()  # after it: when the requests answered in the last 10 s started
         self._burst_max = math.inf  # at most what the limiter held at the start: what it served before refusing
         self._refused_seq = -1  # the latest-sent request answered 429 ...
         self._refused_start: Optional[float] = None  # ... and when it was sent
@@ -173,38 +179,37 @@ class Pacer:
         while True:
             with self._cond:
                 wait = self._try_acquire()
-                if wait == 0.0:
+                if wait is None:
                     return
                 if math.isinf(wait):
                     self._cond.wait(self._POLL_S)  # woken by a release or a rise of the level
                     continue
             self._sleep(wait)  # outside the lock: a pause or the rate is a wall-clock wait, not a slot wait
 
-    def _try_acquire(self) -> float:
-        """Take a slot now and return 0, or return how long to wait (inf: until a slot is released)."""
+    def _try_acquire(self) -> Optional[float]:
+        """Take a slot now and return None, or return how long to wait (inf: until a slot is released)."""
         now = self._clock()
         self._check_patience(now)
         pause = self._resume_at - now
         if pause > 0:
             if self._limited_since is not None:  # wake in time to give up, not after a long Retry-After
-                pause = min(pause, self._limited_since + self._patience_s - now)
+                pause = min(pause, self._limited_since + self._patience_s - now)  # > 0: patience is not over
             return pause
         if self._in_flight >= int(self._level):  # L >= 1, so one request always gets through
             return math.inf
         if self._rate is not None:
-            wait = self._next_start - now
+            wait = self._last_start + 1.0 / self._rate - now  # of the rate now: a rise applies at once
             if wait > 0:
-                return wait
-            self._next_start = now + 1.0 / self._rate
+                return min(wait, self._POLL_S)
         self._in_flight += 1
-        self._local.seq, self._local.start = self._sent, now
-        self._local.rate, self._spacing_rate = self._spacing_rate, self._rate
+        self._local.seq, self._local.start, self._local.rate = self._sent, now, self._rate
+        self._last_start = now
         self._sent += 1
         if self._rate is None:
             self._starts.append(now)
             while self._starts[0] <= now - self.RATE_WINDOW_S:
                 self._starts.popleft()
-        return 0.0
+        return None
 
     def _release(self) -> None:
         with self._cond:
@@ -244,15 +249,23 @@ class Pacer:
         if self._anchor is None:
             elapsed = min(max(0.0, now - self._grown_at), self.RATE_WINDOW_S)
             self._grown_at = max(self._grown_at, now)
-            self._rate *= 2.0 ** (elapsed / self.DOUBLING_S)
+            self._rate *= min(2.0 ** (elapsed / self.DOUBLING_S), 1.0 + self._max_step(self._rate))
             return
         x = (max(0.0, now - self._anchored_at) - self.PROBE_S) / self.PROBE_S
         self._rate = max(self._rate, self._anchor + (self._anchor - self._restart) * x**3)
 
+    def _max_step(self, rate: float) -> float:
+        """Doubling, how much the rate may grow from one answer to the next: a share, or one request a second."""
+        return max(self.MAX_STEP, 1.0 / rate)
+
+    def _step(self, rate: float) -> float:
+        """Doubling, how much the rate grows from one request to the next, which come 1/rate apart."""
+        return rate * (min(2.0 ** (1.0 / (rate * self.DOUBLING_S)), 1.0 + self._max_step(rate)) - 1.0)
+
     def _slope(self, rate: float) -> float:
         """How fast the rate grew when it was `rate`, in requests a second per second."""
         if self._anchor is None:
-            return math.log(2.0) / self.DOUBLING_S * rate
+            return min(math.log(2.0) / self.DOUBLING_S, math.log1p(self._max_step(rate)) * rate) * rate
         x = (max(0.0, self._clock() - self._anchored_at) - self.PROBE_S) / self.PROBE_S
         return 3.0 * (self._anchor - self._restart) * x * x / self.PROBE_S
 
@@ -282,6 +295,7 @@ class Pacer:
                 self._round_start = self._sent
                 self._counts["decreases"] += 1
                 self._lowest = min(self._lowest, self._level)
+                self._last_start = -math.inf  # the pause spaces the first request after it, not the rate
                 if estimate is not None:
                     restart, anchor = estimate
                     self._anchor = anchor
@@ -328,16 +342,20 @@ class Pacer:
         lo = served / (start - since) if start > since else 0.0
         if start > resume:
             lo = max(lo, (served - self._burst_max) / (start - resume))
-        # the refusal came within a step of the rate (doubling) and sqrt(slope * burst) of crossing the limit
-        step = hi * (2.0 ** (1.0 / (hi * self.DOUBLING_S)) - 1.0) if self._anchor is None else 0.0
-        lo = max(lo, hi - step - math.sqrt(self._slope(hi) * max(0.0, self._burst_max - self.NO_BURST)))
+        # A rate that crossed the limit while growing (rather than restarted above it: then the first request
+        # after the pause, which the refill serves, is the only one served) was refused within a step (taken
+        # at its middle) and sqrt(slope * burst) of the crossing.
+        if sum(1 for t in self._served if resume <= t < start) >= 2:
+            step = self._step(hi) if self._anchor is None else 0.0
+            hidden = math.sqrt(self._slope(hi) * max(0.0, self._burst_max - self.NO_BURST))
+            lo = max(lo, hi - step / 2 - hidden)
         lo = min(lo, hi)
         recent = lo
         window_from = max(resume, start - max(self.RECENT_S, self.RECENT_SERVED / hi))
         count = sum(1 for t in self._served if window_from <= t < start)
         if count >= 3 and start > window_from:
             recent = max(lo, count / (start - window_from))
-        return max(lo, self.FIRST_CUT * hi), self.ANCHOR * min(hi, recent)
+        return max(lo, self.FIRST_CUT * hi), self.ANCHOR * max(min(hi, recent), self.DECREASE * hi)
 
     def _this_round(self) -> bool:
         """Whether this thread's last request was sent after the last decrease (or it sent none through us)."""
@@ -345,7 +363,7 @@ class Pacer:
         return seq is None or seq >= self._round_start
 
     def _check_patience(self, now: float) -> None:
-        if self._limited_since is not None and now - self._limited_since >= self._patience_s:
+        if self._limited_since is not None and now >= self._limited_since + self._patience_s:
             lasted = round(now - self._limited_since, 1)
             raise RateLimitExhausted(
                 f"TeleCMI kept answering 429 (rate limited) for {lasted:g} s without serving a request"

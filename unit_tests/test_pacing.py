@@ -1,12 +1,17 @@
-"""The adaptive concurrency (AIMD) pacer: level, rounds, pauses, patience, logging, and threads."""
+"""The pacer: level (AIMD), rounds, pauses, Retry-After, the rate, patience, logging, threads, and limiters."""
 
+import heapq
 import logging
+import math
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 
+from integration_tests.limiters import FixedWindow, TokenBucket
 from source_telecmi.pacing import Pacer, RateLimitExhausted
 
 LOGGER = logging.getLogger("test_pacing")
@@ -62,12 +67,12 @@ def wait_until(predicate, timeout_s: float = 5.0) -> None:
 
 
 def test_the_tuning():
-    assert (Pacer.DECREASE, Pacer.SLOW_NEAR_LIMIT) == (0.7, 8)
+    assert (Pacer.DECREASE, Pacer.SLOW_NEAR_LIMIT, Pacer.MAX_RETRY_AFTER_S) == (0.7, 8, 600.0)
 
 
 def test_starts_at_the_ceiling():
     pacer, _ = fake_pacer(8)
-    assert (pacer.ceiling, pacer.level, pacer.in_flight) == (8, 8.0, 0)
+    assert (pacer.ceiling, pacer.level, pacer.in_flight, pacer.rate) == (8, 8.0, 0, None)
     assert pacer.stats() == {"answered": 0, "rate_limited": 0, "decreases": 0, "lowest_level": 8.0}
     with pytest.raises(ValueError):
         Pacer(0, LOGGER)
@@ -79,7 +84,7 @@ def test_answers_without_any_429_keep_the_ceiling(caplog):
         for _ in range(50):
             with pacer.slot():
                 pacer.answered()
-    assert pacer.level == 4.0 and pacer.in_flight == 0
+    assert pacer.level == 4.0 and pacer.in_flight == 0 and pacer.rate is None  # no rate: no wait at all
     assert fake.sleeps == [] and caplog.records == []
     assert pacer.stats()["answered"] == 50
 
@@ -154,15 +159,27 @@ def test_growth_is_fast_up_to_one_below_the_last_limit_and_eight_times_slower_ne
     assert slow == 58  # about 8 * (8**2 - 7**2) / 2: +1/8 per round from 7 on
 
 
-def test_retry_after_is_honoured():
+def test_retry_after_is_honoured_up_to_ten_minutes():
     pacer, fake = fake_pacer(8)
     assert round_of_429(pacer, 7.0) == 7.0
     send(pacer)
     assert fake.sleeps == [7.0]
-    assert round_of_429(pacer, 0.0) == 0.0  # Retry-After: 0 means no pause at all
+    assert round_of_429(pacer, 0.25) == 0.25
+    assert round_of_429(pacer, 600.0) == 600.0  # the longest hint taken
+    assert pacer.level == pytest.approx(8 * 0.7**3)
+
+
+@pytest.mark.parametrize("retry_after", [0.0, -3.0, 600.5, 3600.0, math.inf, math.nan])
+def test_a_retry_after_that_is_no_hint_gets_the_pacers_own_pause(retry_after):
+    """Retry-After: 0 (or negative, or absurd) is no advice after a 429: the pacer's own doubling pause applies."""
+    pacer, fake = fake_pacer(8)
+    assert round_of_429(pacer, retry_after) == 1.0
     send(pacer)
-    assert fake.sleeps == [7.0]
-    assert pacer.level == pytest.approx(3.92)
+    assert fake.sleeps[0] == 1.0  # every worker waits it out, as without a Retry-After
+    assert round_of_429(pacer, retry_after) == 2.0  # and it doubles while 429s continue
+    with pacer.slot():
+        pacer.answered()
+    assert round_of_429(pacer, retry_after) == 1.0
 
 
 def test_a_late_429_of_the_same_round_can_only_lengthen_the_pause():
@@ -205,17 +222,18 @@ def test_patience_raises_rate_limit_exhausted():
 
 
 def test_an_answer_restarts_patience_and_a_long_retry_after_cannot_outwait_it():
-    pacer, fake = fake_pacer(8)
+    pacer, fake = fake_pacer(8, patience_s=300.0)
     round_of_429(pacer)
-    fake.now = 899.0
+    fake.now = 299.0
     with pacer.slot():
         pacer.answered()
-    fake.now = 1800.0
-    send(pacer)  # served at t=899, so patience starts over
-    round_of_429(pacer, 3600.0)
+    fake.now = 1000.0
+    send(pacer)  # served at t=299, so patience starts over
+    round_of_429(pacer, 500.0)
+    limited_at = fake.now
     with pytest.raises(RateLimitExhausted):
         send(pacer)
-    assert fake.now == 2700.0  # woke at the end of patience, not after the whole hour
+    assert fake.now == limited_at + 300.0  # woke at the end of patience, not after the whole 500 s
 
 
 def test_wait_scale_scales_pauses_and_patience():
@@ -253,7 +271,7 @@ def test_log_lines_say_from_to_and_why_and_are_rate_limited(caplog):
 
 
 def test_level_one_lets_exactly_one_request_through():
-    pacer = Pacer(4, LOGGER, first_pause_s=0.0)
+    pacer, _ = fake_pacer(4, first_pause_s=0.0)  # the rate's waits on the fake clock: only the level blocks
     for _ in range(4):  # 4 -> 2.8 -> 1.96 -> 1.372 -> 1 (not 0.96)
         round_of_429(pacer)
     assert pacer.level == 1.0
@@ -268,7 +286,7 @@ def test_level_one_lets_exactly_one_request_through():
 
 
 def test_a_rising_level_wakes_a_waiting_worker():
-    pacer = Pacer(4, LOGGER, first_pause_s=0.0)
+    pacer, _ = fake_pacer(4, first_pause_s=0.0)
     round_of_429(pacer)
     round_of_429(pacer)  # 4 -> 2.8 -> 1.96: one slot, and the last limit is 2.8
     assert pacer.level == pytest.approx(1.96)
@@ -292,7 +310,7 @@ def test_a_waiting_worker_goes_once_the_real_pause_ends():
 
 
 def test_in_flight_is_held_at_floor_of_the_level_with_16_threads():
-    pacer = Pacer(16, LOGGER, first_pause_s=0.0)
+    pacer, _ = fake_pacer(16, first_pause_s=0.0)
     for _ in range(3):
         round_of_429(pacer)
     assert pacer.level == pytest.approx(5.488)  # 16 * 0.7**3: five slots
@@ -315,7 +333,7 @@ def test_in_flight_is_held_at_floor_of_the_level_with_16_threads():
 
 
 def test_in_flight_never_exceeds_the_level_while_it_climbs_under_16_threads():
-    pacer = Pacer(16, LOGGER, first_pause_s=0.0)
+    pacer, _ = fake_pacer(16, first_pause_s=0.0)
     for _ in range(5):
         round_of_429(pacer)
     assert pacer.level == pytest.approx(2.68912)  # 16 * 0.7**5, the last limit 3.8416
@@ -365,3 +383,187 @@ def test_near_the_limit_it_probes_rarely(monkeypatch):
     pacer, _ = fake_pacer(8, first_pause_s=0.0)
     gaps = rounds_between_429s(pacer)
     assert max(gaps) <= 3 and len(gaps) > 3 * 23
+
+
+# The rate ------------------------------------------------------------------------------------------------------
+
+
+def test_the_first_429_sets_a_rate_of_half_the_last_second_and_requests_then_start_evenly():
+    pacer, fake = fake_pacer(8, first_pause_s=0.5)
+    for _ in range(9):  # nine requests at t=0, the ninth refused
+        send(pacer)
+    pacer.rate_limited(None)
+    assert pacer.rate == pytest.approx(4.5)
+    for _ in range(4):
+        send(pacer)
+    assert fake.sleeps == pytest.approx([0.5, 1 / 4.5, 1 / 4.5, 1 / 4.5])  # the pause, then one start every 1/R
+
+
+def test_the_rate_doubles_every_half_second_by_a_fifth_at_most_per_answer_until_the_next_429():
+    pacer, fake = fake_pacer(8, first_pause_s=0.5)
+    for _ in range(9):
+        send(pacer)
+    pacer.rate_limited(None)  # 4.5 a second, and a pause to t=0.5
+    then, rate = 0.5, 4.5
+    while fake.now < 3.0:
+        answer(pacer)  # one answer every 1/R: the growth per answer is the smaller of the two
+        assert pacer.rate == pytest.approx(rate * min(2 ** ((fake.now - then) / 0.5), 1 + max(0.2, 1 / rate)))
+        then, rate = fake.now, pacer.rate
+    assert rate > 20
+
+
+def test_a_refusal_right_at_the_rate_restarts_just_under_it_and_probes_again_only_after_tens_of_seconds():
+    """Against a strict limit of 20 a second (a token bucket of burst 1), as in the simulated runs below."""
+    pacer, fake = fake_pacer(8, first_pause_s=0.5)
+    limiter = TokenBucket(20, 1, clock=fake.clock)
+    refusals = []
+    while fake.now < 120:
+        with pacer.slot():
+            served = limiter.take()
+        if served:
+            pacer.answered()
+        else:
+            pacer.rate_limited(None)
+            refusals.append(round(fake.now, 1))
+    assert refusals[0] == 0.0 and 2.0 < refusals[1] < 4.0  # the start, then the end of the doubling
+    probes = refusals[2:]
+    assert len(probes) <= 4 and all(b - a >= 20 for a, b in zip(probes, probes[1:], strict=False))  # then rarely
+    assert 19.0 <= pacer.rate <= 20.5
+
+
+def test_the_first_request_after_a_pause_waits_for_the_pause_only():
+    """However low the rate, a storm of 429s is spaced by the doubling pauses, so patience measures TeleCMI."""
+    pacer, fake = fake_pacer(8, first_pause_s=0.01)
+    round_of_429(pacer)  # one request in the last second: half a request a second
+    assert pacer.rate == 0.5
+    for _ in range(5):
+        round_of_429(pacer)
+    assert fake.sleeps == pytest.approx([0.01, 0.02, 0.04, 0.08, 0.16])  # the pauses, not 2 s each
+
+
+def test_a_round_in_which_nothing_was_served_leaves_the_rate_alone():
+    """A storm of 429s (or an outage) says nothing of the rate: the pauses, which double, deal with it."""
+    pacer, _ = fake_pacer(8, first_pause_s=0.01)
+    for _ in range(9):
+        send(pacer)
+    pacer.rate_limited(None)
+    rate = pacer.rate
+    for _ in range(10):
+        round_of_429(pacer)
+    assert pacer.rate == rate and pacer.stats()["decreases"] == 11
+
+
+# The pacer against simulated limiters --------------------------------------------------------------------------
+
+
+class Sim:
+    """Workers sending through a pacer to a limiter, on a fake clock, one event at a time.
+
+    Each worker loops as one of the connector's threads: take a slot (`Pacer._try_acquire`, the step
+    `slot()` repeats), send, release the slot, report the answer. A request reaches the limiter up to
+    `jitter_s` after it starts; a served one is answered after about `latency_s`, a refused one at once
+    (as the simulator answers a 429 before its latency). Each worker has its own thread-local, as a thread.
+    """
+
+    def __init__(self, limiter, latency_s: float, retry_after=None, workers: int = 8, jitter_s=0.0005, seed=1):
+        self.now = 0.0
+        self.limiter = limiter(lambda: self.now)
+        self.pacer = Pacer(workers, LOGGER, clock=lambda: self.now, sleep=self._no_sleep)
+        self.latency_s, self.retry_after, self.jitter_s = latency_s, retry_after, jitter_s
+        self.random = random.Random(seed)
+        self.locals = [SimpleNamespace() for _ in range(workers)]
+        self.events: list = [(0.0, w, w, "try") for w in range(workers)]
+        self.waiting: set[int] = set()
+        self.served = self.refused = 0
+        self._n = workers
+
+    @staticmethod
+    def _no_sleep(seconds: float) -> None:
+        raise AssertionError("the simulation never sleeps")
+
+    def _at(self, when: float, worker: int, what: str) -> None:
+        self._n += 1
+        heapq.heappush(self.events, (when, self._n, worker, what))
+
+    def run(self, duration_s: float) -> "Sim":
+        while self.events and self.events[0][0] <= duration_s:
+            self.now, _, worker, what = heapq.heappop(self.events)
+            self.pacer._local = self.locals[worker]
+            if what == "try":
+                self._try(worker)
+            elif worker not in self.waiting:  # an answer
+                self.pacer._release()
+                if what == "served":
+                    self.served += 1
+                    self.pacer.answered()
+                else:
+                    self.refused += 1
+                    self.pacer.rate_limited(self.retry_after)
+                self._at(self.now + 0.0003, worker, "try")  # the worker's own work between requests
+                for other in self.waiting:  # a release wakes the workers waiting for a slot
+                    self._at(self.now, other, "try")
+                self.waiting.clear()
+        return self
+
+    def _try(self, worker: int) -> None:
+        wait = self.pacer._try_acquire()
+        if wait is None:
+            arrives = self.now + self.random.uniform(0, self.jitter_s)
+            now, self.now = self.now, arrives
+            served = self.limiter.take()
+            self.now = now
+            latency = self.latency_s * self.random.uniform(0.9, 1.1) if served else 0.0005
+            self._at(arrives + latency, worker, "served" if served else "refused")
+        elif math.isinf(wait):
+            self.waiting.add(worker)
+        else:
+            self._at(self.now + wait, worker, "try")
+
+
+SHAPES = {  # name: (limiter maker for a rate and a clock, its burst)
+    "token bucket, burst 1": (lambda r: lambda clock: TokenBucket(r, 1, clock=clock), lambda r: 1),
+    "token bucket, burst = rate": (lambda r: lambda clock: TokenBucket(r, r, clock=clock), lambda r: r),
+    "token bucket, burst 5 x rate": (lambda r: lambda clock: TokenBucket(r, 5 * r, clock=clock), lambda r: 5 * r),
+    "token bucket, burst 5 x rate, whole seconds": (
+        lambda r: lambda clock: TokenBucket(r, 5 * r, refill="per_second", clock=clock),
+        lambda r: 5 * r,
+    ),
+    "fixed window of N a second": (lambda r: lambda clock: FixedWindow(r, clock=clock), lambda r: r),
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_any_limiter_gets_85_percent_of_its_rate_or_more_with_5_percent_refused_or_less(shape):
+    """5, 20 and 50 a second, 2, 50 and 100 ms a request, 429s without Retry-After, with Retry-After: 0 and 1.
+
+    A minute of fake time each (1,000 requests at 5 a second's 80 s): the share of the rate is the requests
+    served over what the limiter allowed, its burst included.
+    """
+    make, burst = SHAPES[shape]
+    misses = []
+    for rate in (5, 20, 50):
+        duration_s = max(60.0, 400 / rate)
+        allowed = rate * duration_s + burst(rate)
+        for latency_s in (0.002, 0.05, 0.1):
+            for retry_after in (None, 0.0, 1.0):
+                sim = Sim(make(rate), latency_s, retry_after).run(duration_s)
+                share, refused = sim.served / allowed, sim.refused / (sim.served + sim.refused)
+                if share < 0.85 or refused > 0.05:
+                    misses.append(
+                        f"{rate}/s {latency_s * 1000:g} ms Retry-After {retry_after}: {share:.1%}, {refused:.1%}"
+                    )
+    assert misses == []
+
+
+def test_retry_after_zero_from_a_fast_api_does_not_hammer_it():
+    """The review's case: 2 ms a request, the simulator's bucket (20 a second, burst 20), every 429 with Retry-After: 0."""
+    sim = Sim(lambda clock: TokenBucket(20, 20, clock=clock), 0.002, retry_after=0.0).run(8.0)
+    assert sim.refused <= 10  # not 387 in 8 s
+    sim.run(60.0)
+    assert sim.refused / (sim.served + sim.refused) <= 0.05 and sim.served >= 0.85 * (20 * 60 + 20)
+
+
+def test_without_a_rate_limit_the_simulated_workers_never_wait():
+    sim = Sim(lambda clock: SimpleNamespace(take=lambda: True), 0.05).run(10.0)
+    assert sim.pacer.rate is None and sim.refused == 0
+    assert sim.served >= 8 * 10 / 0.0555 * 0.95  # eight in flight all the time: the latency, and nothing more
