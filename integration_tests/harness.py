@@ -391,6 +391,22 @@ def prove(connector: Connector, kind: str, calls: dict[str, list[dict]], sim: Si
     return lines
 
 
+def merged_slices(state: dict[str, Any]) -> list[tuple]:
+    """The finished ranges of a window stream's state (the CDK's date-range slices), merged where they meet:
+    (first, last, newest record seen or None)."""
+    merged: list[list] = []
+    for piece in sorted(state.get("slices", []), key=lambda s: (int(s["start"]), int(s["end"]))):
+        newest = piece.get("most_recent_cursor_value")
+        newest = int(newest) if newest is not None else None
+        if merged and int(piece["start"]) <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], int(piece["end"]))
+            if newest is not None:
+                merged[-1][2] = newest if merged[-1][2] is None else max(merged[-1][2], newest)
+        else:
+            merged.append([int(piece["start"]), int(piece["end"]), newest])
+    return [tuple(m) for m in merged]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m integration_tests.harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

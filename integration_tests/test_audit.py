@@ -22,7 +22,7 @@ import pytest
 from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type
 
 from integration_tests.conftest import DAY_MS, END_MS, START_MS, config_for
-from integration_tests.harness import config, configured, endpoints, last_states, simulator
+from integration_tests.harness import config, configured, endpoints, last_states, merged_slices, simulator
 from integration_tests.telecmi_simulator import (
     GLOBAL_VOICEMAIL,
     INDIA_VOICEMAIL,
@@ -63,22 +63,6 @@ def ms_of(text: str) -> int:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def merged_slices(state):
-    """The finished ranges of a window stream's state (the CDK's date-range slices), merged where they meet:
-    (first, last, newest record seen or None)."""
-    merged: list[list] = []
-    for piece in sorted(state.get("slices", []), key=lambda s: (int(s["start"]), int(s["end"]))):
-        newest = piece.get("most_recent_cursor_value")
-        newest = int(newest) if newest is not None else None
-        if merged and int(piece["start"]) <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], int(piece["end"]))
-            if newest is not None:
-                merged[-1][2] = newest if merged[-1][2] is None else max(merged[-1][2], newest)
-        else:
-            merged.append([int(piece["start"]), int(piece["end"]), newest])
-    return [tuple(m) for m in merged]
 
 
 def resumed_ranges(state, start=START_MS, end=END_MS):

@@ -20,7 +20,7 @@ import pytest
 from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type
 
 from integration_tests.conftest import DAY_MS, END_MS, START_MS, config_for
-from integration_tests.harness import config, configured, endpoints, last_states, simulator
+from integration_tests.harness import config, configured, endpoints, last_states, merged_slices, simulator
 from integration_tests.telecmi_simulator import (
     ANALYSIS_PATH,
     BALANCE_PATH,
@@ -59,22 +59,6 @@ def ms_of(text: str) -> int:
 def day_ms(day: int) -> int:
     """The first millisecond of December `day` (1-based; 32 is 2026-01-01)."""
     return START_MS + (day - 1) * DAY_MS
-
-
-def merged_slices(state):
-    """The finished ranges of a window stream's state (the CDK's date-range slices), merged where they meet:
-    (first, last, newest record seen or None)."""
-    merged: list[list] = []
-    for piece in sorted(state.get("slices", []), key=lambda s: (int(s["start"]), int(s["end"]))):
-        newest = piece.get("most_recent_cursor_value")
-        newest = int(newest) if newest is not None else None
-        if merged and int(piece["start"]) <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], int(piece["end"]))
-            if newest is not None:
-                merged[-1][2] = newest if merged[-1][2] is None else max(merged[-1][2], newest)
-        else:
-            merged.append([int(piece["start"]), int(piece["end"]), newest])
-    return [tuple(m) for m in merged]
 
 
 @functools.cache
