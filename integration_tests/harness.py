@@ -15,6 +15,7 @@ command that sees DIR at /data (scripts/image_test.sh passes a `buildah run` or 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airbyte_cdk.models import AirbyteMessage as CdkMessage
+from airbyte_cdk.models import AirbyteMessageSerializer, Type
 from airbyte_protocol.models import AirbyteMessage
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import best_match
@@ -405,6 +408,21 @@ def merged_slices(state: dict[str, Any]) -> list[tuple]:
         else:
             merged.append([int(piece["start"]), int(piece["end"]), newest])
     return [tuple(m) for m in merged]
+
+
+@functools.cache
+def discovered(kind: str) -> dict[str, dict[str, Any]]:
+    """The streams discover declares for a kind of config, by name (discovered in-process: no request)."""
+    from source_telecmi import SourceTelecmi
+
+    catalog = SourceTelecmi().discover(logging.getLogger("airbyte.harness"), config("http://127.0.0.1:9", kind))
+    message = AirbyteMessageSerializer.dump(CdkMessage(type=Type.CATALOG, catalog=catalog))
+    return {stream["name"]: stream for stream in message["catalog"]["streams"]}
+
+
+def catalog_of(kind: str, mode: str, *names: str) -> dict[str, Any]:
+    """A configured catalog of discovered streams, in `mode` where they support it."""
+    return configured([discovered(kind)[name] for name in names], mode)
 
 
 def main(argv: list[str] | None = None) -> int:

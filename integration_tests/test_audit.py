@@ -12,17 +12,20 @@ its discovered schema (harness).
 
 from __future__ import annotations
 
-import functools
-import logging
 import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
-from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type
 
 from integration_tests.conftest import DAY_MS, END_MS, START_MS, config_for
-from integration_tests.harness import config, configured, endpoints, last_states, merged_slices, simulator
+from integration_tests.harness import (
+    catalog_of,
+    endpoints,
+    last_states,
+    merged_slices,
+    simulator,
+)
 from integration_tests.telecmi_simulator import (
     GLOBAL_VOICEMAIL,
     INDIA_VOICEMAIL,
@@ -82,20 +85,6 @@ def resumed_ranges(state, start=START_MS, end=END_MS):
     if position <= end:
         ranges.append((position, end))
     return ranges
-
-
-@functools.cache
-def discovered(kind: str) -> dict[str, dict]:
-    """The streams discover declares for a kind of config, by name (discovered in-process: no request)."""
-    from source_telecmi import SourceTelecmi
-
-    catalog = SourceTelecmi().discover(logging.getLogger("test"), config("http://127.0.0.1:9", kind))
-    message = AirbyteMessageSerializer.dump(AirbyteMessage(type=Type.CATALOG, catalog=catalog))
-    return {stream["name"]: stream for stream in message["catalog"]["streams"]}
-
-
-def catalog_of(kind: str, mode: str, *names: str) -> dict:
-    return configured([discovered(kind)[name] for name in names], mode)
 
 
 def windowed(kind: str) -> dict[str, str]:

@@ -10,17 +10,20 @@ against its discovered schema (harness).
 
 from __future__ import annotations
 
-import functools
-import logging
 import time
 from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type
 
 from integration_tests.conftest import DAY_MS, END_MS, START_MS, config_for
-from integration_tests.harness import config, configured, endpoints, last_states, merged_slices, simulator
+from integration_tests.harness import (
+    catalog_of,
+    endpoints,
+    last_states,
+    merged_slices,
+    simulator,
+)
 from integration_tests.telecmi_simulator import (
     ANALYSIS_PATH,
     BALANCE_PATH,
@@ -59,21 +62,6 @@ def ms_of(text: str) -> int:
 def day_ms(day: int) -> int:
     """The first millisecond of December `day` (1-based; 32 is 2026-01-01)."""
     return START_MS + (day - 1) * DAY_MS
-
-
-@functools.cache
-def discovered(kind: str) -> dict[str, dict]:
-    """The streams discover declares for a kind of config, by name (discovered in-process: no request)."""
-    from source_telecmi import SourceTelecmi
-
-    catalog = SourceTelecmi().discover(logging.getLogger("test"), config("http://127.0.0.1:9", kind))
-    message = AirbyteMessageSerializer.dump(AirbyteMessage(type=Type.CATALOG, catalog=catalog))
-    return {stream["name"]: stream for stream in message["catalog"]["streams"]}
-
-
-def catalog_of(kind: str, mode: str, *names: str) -> dict:
-    """A configured catalog of discovered streams, in `mode` where they support it."""
-    return configured([discovered(kind)[name] for name in names], mode)
 
 
 def statuses(run, stream):
