@@ -178,26 +178,27 @@ class SourceTelecmi(Source):
         api.sign_in()  # wrong login credentials fail here, once, not in every stream
         # The bench compares one stream at a time with 0.2's interleaved read of all streams at once.
         batches = [streams] if os.environ.get(STREAMS_AT_ONCE_ENV) == "1" else [[stream] for stream in streams]
+        failed: Optional[SyncFailed] = None
         try:
             for batch in batches:
                 try:
                     yield from self._read_one(batch, settings, logger, messages, queue, skipped, audit)
-                except SyncFailed:
-                    api.end("the sync failed")
-                    if SYNC_AUDIT in wanted:  # the windows it did complete
-                        yield from audit.messages(audit_stream(logger).as_airbyte_stream())
-                    raise
+                except SyncFailed as error:
+                    failed = error
+                    break
                 for stream in batch:
                     for line in conformers[stream.name].report():
                         logger.warning("Stream %s: %s", stream.name, line)
                     summary = audit.summary(stream.name)
                     if summary:
                         logger.info(summary)
-            api.end("the sync is over")
-            if SYNC_AUDIT in wanted:
+            api.end("the sync failed" if failed else "the sync is over")
+            if SYNC_AUDIT in wanted:  # after the streams it audits; if the sync failed, the windows it completed
                 yield from audit.messages(audit_stream(logger).as_airbyte_stream())
         finally:
             api.end("the sync is over")
+        if failed is not None:
+            raise failed
 
     def _read_one(
         self,

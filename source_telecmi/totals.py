@@ -21,11 +21,9 @@ from source_telecmi.answers import AccessRefused
 from source_telecmi.partitions import Skipped, refused_after_serving, skip
 from source_telecmi.reading import Lister
 from source_telecmi.telecmi import ListEndpoint
-from source_telecmi.timeline import Window, day_before, day_of, day_windows, iso_ms, now_ms
+from source_telecmi.timeline import Window, day_before, day_of, day_windows, instant_of, iso_ms, now_ms
 
 DAY_FIELD = "day"
-
-Shape = Callable[[dict[str, Any], Optional[int]], dict[str, Any]]
 
 
 class DayCursor(FinalStateCursor):
@@ -143,7 +141,5 @@ class SinglePartition(Partition):
 
 def balance_extra(record: dict[str, Any]) -> dict[str, Any]:
     """When the balance expires, as ISO-8601 UTC to the millisecond (None where TeleCMI sends no usable time)."""
-    from source_telecmi.timeline import instant_of
-
     expire = instant_of(record.get("expire"))
     return {"expires_at": iso_ms(expire) if expire is not None else None}
