@@ -230,7 +230,7 @@ class Run:
 def parse(stdout: str) -> list[dict[str, Any]]:
     """Every stdout line must be a protocol message, valid against the Airbyte protocol's own models."""
     messages = []
-    for number, line in enumerate(stdout.splitlines(), 1):
+    for number, line in enumerate(stdout.split("\n"), 1):  # as a destination splits: at "\n" alone
         if not line.strip():
             continue
         try:

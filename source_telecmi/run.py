@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import select
@@ -92,8 +93,11 @@ class MaskedStream:
 
     def _shape(self, text: str) -> str:
         lines = []
-        for line in text.splitlines(keepends=True):
-            if line.startswith(UNMASKED) or not line.strip():
+        # Lines end at "\n" alone, as every reader of the protocol splits them: `str.splitlines` also
+        # breaks at U+2028, U+2029, U+0085 and \x0b-\x0c, \x1c-\x1e, which a record's note may hold.
+        for part in text.split("\n")[:-1]:  # `text` ends with a newline
+            line = part + "\n"
+            if line.startswith(UNMASKED) or not part.strip(" \t\r"):
                 lines.append(line)
             elif not self._protocol:
                 lines.append(mask(line))
@@ -104,10 +108,49 @@ class MaskedStream:
     def _send(self, text: str) -> None:
         try:
             if text:
-                self._target.write(text)
-            self._target.flush()
+                write_all(self._target, text)
+            else:
+                self._target.flush()
         except (BrokenPipeError, ValueError, OSError):
             os._exit(STDOUT_CLOSED_EXIT)  # nobody reads: the sync was cancelled
+
+
+def write_all(target: Any, text: str) -> None:
+    """Write `text` to `target` whole, or raise.
+
+    Python's text layer over a non-blocking pipe drops what the pipe refuses without an error, so
+    the bytes go to the file descriptor directly, the rest of a partial write after it, waiting for
+    the pipe to take more when it is full. A target without a descriptor (a test's buffer) is
+    written as it is, and a pipe or file
+    the process was given, a `FileIO`, by its descriptor.
+    """
+    binary = getattr(target, "buffer", None)  # a FileIO itself when Python runs unbuffered (PYTHONUNBUFFERED)
+    raw = binary if isinstance(binary, io.FileIO) else getattr(binary, "raw", None)
+    if not isinstance(raw, io.FileIO):
+        target.write(text)
+        target.flush()
+        return
+    fd = raw.fileno()
+    target.flush()  # anything written to it before it was wrapped goes first
+    data = memoryview(text.encode("utf-8", "backslashreplace"))  # the protocol is UTF-8, whatever the locale
+    while data:
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            written = 0
+        except InterruptedError:
+            continue
+        if written:
+            data = data[written:]
+        else:
+            wait_writable(fd)
+
+
+def wait_writable(fd: int) -> None:
+    """Wait until a full non-blocking pipe can take more (the reader is slow, not gone: a gone one raises on write)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT | select.POLLERR | select.POLLHUP)
+    poller.poll(WATCH_INTERVAL_S * 1000)
 
 
 def masked_message(line: str) -> str:

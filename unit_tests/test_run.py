@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import threading
+import time
 
 import pytest
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, SyncMode
@@ -23,6 +24,7 @@ from source_telecmi.run import (
     masked_message,
     run,
     watch_stdout,
+    write_all,
 )
 from source_telecmi.secrets import register_secret
 
@@ -343,3 +345,32 @@ def test_watching_a_stdout_without_a_descriptor_does_nothing(monkeypatch):
     before = threading.active_count()
     watch_stdout()
     assert threading.active_count() == before
+
+
+def test_a_line_holding_unicode_line_separators_stays_one_line():
+    out, sink = stream()
+    record = '{"type":"RECORD","record":{"stream":"s","data":{"n":"a\u2028b\u2029c\x85d\x0be\x0cf\x1cg\x1dh\x1ei"},"emitted_at":1}}\n'
+    log = '{"type":"LOG","log":{"level":"INFO","message":"x\u2028y"}}\n'
+    out.write(record + log)
+    assert sink.getvalue().split("\n") == [record[:-1], log[:-1], ""]
+
+
+def test_a_slow_non_blocking_pipe_gets_every_byte():
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    target = io.TextIOWrapper(io.FileIO(write_end, "w", closefd=True), encoding="utf-8")
+    received = bytearray()
+
+    def read_slowly():
+        while chunk := os.read(read_end, 1000):
+            received.extend(chunk)
+            time.sleep(0.001)
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    text = "".join(f'{{"type":"LOG","log":{{"level":"INFO","message":"{n:06d}{"x" * 500}"}}}}\n' for n in range(400))
+    write_all(target, text)  # 200 KB into a 64 KB pipe: the pipe refuses most writes at first
+    target.close()
+    reader.join(timeout=30)
+    os.close(read_end)
+    assert received.decode() == text
