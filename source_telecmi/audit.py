@@ -77,6 +77,7 @@ class Audit:
             "window_start_at": iso_ms(done.window.first),
             "window_end_at": iso_ms(done.window.last),
             "telecmi_count": done.telecmi_count,
+            "calls_read": done.calls_read,
             "records_emitted": done.records_emitted,
             "requests": done.requests,
             "verdict": done.verdict,

@@ -1,6 +1,7 @@
 """The ledger of reading a list: what each read of a range returned, and the pure rules that judge it.
 
-A record's identity is its content (`fingerprint`); the page size TeleCMI serves is learned
+A record's identity is the call it is (`identity`: its key and its time), or its content where it
+has no key (`fingerprint`); the page size TeleCMI serves is learned
 (`PageSize`); each sequential read of a range goes into a `Ledger` (found, counts, times, pages),
 which says whether the read fitted on one page, stopped before its count, or met tied milliseconds;
 `split` cuts a range into pieces of about a page. No request is made here.
@@ -13,6 +14,7 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -33,6 +35,20 @@ class PagingError(AirbyteTracedException):
             "its last state is safe to resume from.",
             failure_type=FailureType.system_error,
         )
+
+
+def identity(key: Any, instant: Optional[int], record: dict[str, Any], time_field: Optional[str]) -> Hashable:
+    """Which call a record is, within one read: its key with its time, or (no key) its whole content.
+
+    A call whose note changed between two pages is the same call; two calls TeleCMI gives one key at
+    different times stay two calls. A time that cannot be read is taken as sent.
+    """
+    if key is None or key == "":
+        return fingerprint(record)
+    when: Any = instant
+    if when is None and time_field is not None:
+        when = repr(record.get(time_field))
+    return (str(key), when)
 
 
 def fingerprint(record: dict[str, Any]) -> bytes:
@@ -96,21 +112,22 @@ class Ledger:
     """What one read of a range returned, page after page: the one ledger every list is reconciled through."""
 
     size: int
-    found: set[bytes] = field(default_factory=set)
-    counts: list[int] = field(default_factory=list)
-    times: dict[bytes, int] = field(default_factory=dict)  # when each record found was made
+    found: set[Hashable] = field(default_factory=set)  # the calls found, by identity
+    counts: list[tuple[int, int]] = field(default_factory=list)  # (when answered, count) of every page
+    times: dict[Hashable, int] = field(default_factory=dict)  # when each call found was made
     again: set[int] = field(default_factory=set)  # when records were made that a page served again: their order moves
     lengths: dict[int, int] = field(default_factory=dict)  # page number -> records served
     anomaly: Optional[str] = None
 
     @property
     def count(self) -> Optional[int]:
-        return max(self.counts) if self.counts else None
+        """The count TeleCMI answered last (calls may land while a range is read: the newest count is the truth)."""
+        return max(self.counts)[1] if self.counts else None
 
-    def take(self, number: int, page: Page, keys: list[bytes], when: dict[bytes, int]) -> bool:
+    def take(self, number: int, page: Page, keys: list[Hashable], when: dict[Hashable, int]) -> bool:
         """Enter page `number`; False if it only repeats records already found (the pages after it cannot be trusted)."""
         if page.count is not None:
-            self.counts.append(page.count)
+            self.counts.append((page.answered, page.count))
         self.lengths[number] = len(page.records)
         if page.records and all(k in self.found for k in keys):
             self.anomaly = self.anomaly or f"page {number} repeats records of other pages"
@@ -179,11 +196,12 @@ class WindowAudit:
 
     stream: str
     window: Window
-    telecmi_count: int
-    records_emitted: int
+    telecmi_count: int  # the count TeleCMI answered last for the window's requests, as it answered it
+    calls_read: int  # the distinct calls those requests returned (the 1 ms margins each side included)
+    records_emitted: int  # the calls of the window emitted, each once
     requests: int
-    verdict: str  # "complete" or "count_wrong"
-    shortfall: int
+    verdict: str  # "complete" (calls_read >= telecmi_count) or "count_wrong" (proven by repeated reads)
+    shortfall: int  # telecmi_count - calls_read where the count is wrong, else 0
 
 
 def calls_in(first: Page, size: int) -> int:

@@ -116,10 +116,11 @@ class PagePartition(Partition):
         window_read = self._read
         stream = window_read.lister.stream
         try:
-            yield from records_of(stream, window_read.read_page(self._number), window_read.slice)
-            # The last page of a window to finish makes the window add up before it can be checkpointed.
+            window_read.read_page(self._number)
+            # The last page of a window to finish makes the window add up, then hands on each of its calls once,
+            # before the window can be checkpointed.
             if window_read.finish_page():
-                for batch in window_read.settle():
+                for batch in window_read.records():
                     yield from records_of(stream, batch, window_read.slice)
         except AccessRefused as refused:
             raise refused_after_serving(stream, window_read.lister.endpoint.path, str(refused)) from None

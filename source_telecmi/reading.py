@@ -1,17 +1,20 @@
 """Reading a list: what the reads of one list share (`Lister`), one read of a range (`Reading`), and a
 list without windows read whole (`WholeRead`), reconciled with its count or read to its end.
 
-Every read of a range goes page after page into a `ledger.Ledger`; records are emitted once, by
-content, by the range that owns them. The reads of a window, and how they are made to add up, are
-in `windows`.
+Every read of a range goes page after page into a `ledger.Ledger`. Each page comes in through one
+intake (`Lister.intake`: each record's time parsed once, its identity made once). A range holds
+what its reads found, one entry per call (`ledger.identity`), the newest content TeleCMI answered
+replacing an older one, and hands each call on once, when the range adds up (`Reading.release`).
+The reads of a window, and how they are made to add up, are in `windows`.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Optional
 
 from source_telecmi.ledger import Ledger, PageSize, PagingError, Probe, WindowAudit, calls_in, fingerprint, page_size_of
@@ -29,7 +32,20 @@ WHOLE_LIST_READS = 3
 # Pages of a list without a count, at most: a server that ignores `page` and never runs dry.
 MOST_PAGES_WITHOUT_COUNT = 10_000
 
+# Records handed on at a time once a range adds up: the queue to stdout keeps moving.
+RELEASE_BATCH = 500
+
 Shape = Callable[[dict[str, Any], Optional[int]], dict[str, Any]]
+Identify = Callable[[dict[str, Any], Optional[int]], Hashable]
+# A record of a page as it came in: the record, its identity, when it was made (None: no usable time).
+Taken = tuple[dict[str, Any], Hashable, Optional[int]]
+# The order of TeleCMI's answers in this process: which of two contents of a call, or counts, is newer.
+_ANSWERS = itertools.count(1)
+
+
+def by_content(record: dict[str, Any], instant: Optional[int]) -> Hashable:
+    """The identity of a record of a list without a key: its content."""
+    return fingerprint(record)
 
 
 class Lister:
@@ -43,6 +59,7 @@ class Lister:
         instant: Callable[[dict[str, Any]], Optional[int]],
         logger: logging.Logger,
         audit: Optional[Callable[[WindowAudit], None]] = None,
+        identify: Identify = by_content,
     ) -> None:
         self.stream = stream
         self.endpoint = endpoint
@@ -51,7 +68,8 @@ class Lister:
         self.audit = audit
         self._shape = shape
         self._instant = instant
-        self._timeless: set[bytes] = set()
+        self._identify = identify
+        self._timeless: set[Hashable] = set()
         self._lock = threading.Lock()
 
     def instant(self, record: dict[str, Any]) -> Optional[int]:
@@ -61,8 +79,17 @@ class Lister:
         asked = limit or self.page_size.size
         span = (piece.request_from, piece.request_to) if piece is not None else None
         page = self.endpoint.page(number, asked, span)
+        page.answered = next(_ANSWERS)
         self.page_size.served_in_full(asked, len(page.records))
         return page, asked
+
+    def intake(self, page: Page) -> list[Taken]:
+        """The records of a page with their identity and when they were made: each time parsed once, here."""
+        taken = []
+        for record in page.records:
+            instant = self._instant(record)
+            taken.append((record, self._identify(record, instant), instant))
+        return taken
 
     def probe(self, window: Window, most_calls: int, expected: Optional[float] = None) -> Probe:
         """Page 1 of a window and, when its count is far above what the windows before it held, its last page.
@@ -94,11 +121,12 @@ class Lister:
         probe.read = {n: p for n, p in probe.read.items() if n <= low}
         return probe
 
-    def owned(self, window: Optional[Window], record: dict[str, Any], key: bytes) -> Optional[dict[str, Any]]:
+    def owned(
+        self, window: Optional[Window], record: dict[str, Any], key: Hashable, instant: Optional[int] = None
+    ) -> Optional[dict[str, Any]]:
         """The record, shaped, if this window is the one to emit it (a whole list owns all); None otherwise."""
         if window is None:
-            return self._shape(record, self._instant(record))
-        instant = self._instant(record)
+            return self._shape(record, instant)
         if instant is None:
             with self._lock:
                 if key in self._timeless:
@@ -118,7 +146,7 @@ class Lister:
 
 
 class Reading:
-    """The read of one range (a window, or a whole list): what it emitted, and reading it again until it adds up."""
+    """The read of one range (a window, or a whole list): the calls it found, and reading it again until it adds up."""
 
     def __init__(self, lister: Lister, window: Optional[Window], size: int) -> None:
         self.lister = lister
@@ -126,7 +154,8 @@ class Reading:
         self.size = size
         self.ledger = Ledger(size)  # what requests for the range itself returned
         self.requests = 0
-        self._emitted: set[bytes] = set()
+        self.calls_read = 0  # distinct calls found, once released
+        self._held: dict[Hashable, tuple[int, dict[str, Any], Optional[int]]] = {}  # identity -> newest content
         self._owned = 0
         self._budget = LEAST_REREAD_REQUESTS
         self._lock = threading.Lock()
@@ -135,21 +164,41 @@ class Reading:
     def where(self) -> str:
         return f"records {self.window}" if self.window is not None else "the whole list"
 
-    def _emit(self, records: list[dict[str, Any]], keys: list[bytes]) -> list[dict[str, Any]]:
-        """Call under self._lock: the records not emitted yet that this range owns, shaped."""
-        out = []
-        for record, key in zip(records, keys, strict=True):
-            if key not in self._emitted:
-                self._emitted.add(key)
-                shaped = self.lister.owned(self.window, record, key)
-                if shaped is not None:
-                    out.append(shaped)
-                    if self.window is None or self.window.holds(self.lister.instant(record)):
-                        self._owned += 1
-        return out
+    @property
+    def found(self) -> int:
+        """The distinct calls every read of this range found so far."""
+        with self._lock:
+            return len(self._held)
 
-    def read_range(self, piece: Optional[Window]) -> Generator[list[dict[str, Any]], None, Ledger]:
-        """Read every page of `piece` one after the other; yields the records to emit, returns the ledger."""
+    def hold(self, answered: int, taken: list[Taken]) -> None:
+        """Call under self._lock: keep each call found, its newest content answered replacing an older one."""
+        held = self._held
+        for record, key, instant in taken:
+            kept = held.get(key)
+            if kept is None or kept[0] <= answered:
+                held[key] = (answered, record, instant)
+
+    def release(self) -> Iterator[list[dict[str, Any]]]:
+        """The calls this range owns, shaped, each once with its newest content, in batches."""
+        with self._lock:
+            held, self._held = self._held, {}
+            self.calls_read = len(held)
+        batch: list[dict[str, Any]] = []
+        for key, (_, record, instant) in held.items():
+            shaped = self.lister.owned(self.window, record, key, instant)
+            if shaped is None:
+                continue
+            batch.append(shaped)
+            if self.window is None or self.window.holds(instant):
+                self._owned += 1
+            if len(batch) >= RELEASE_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def read_range(self, piece: Optional[Window]) -> Ledger:
+        """Read every page of `piece` one after the other, holding the calls found; returns the ledger."""
         ledger = Ledger(self.lister.page_size.size)
         number = 1
         first_asked = ledger.size
@@ -158,16 +207,16 @@ class Reading:
             page, asked = self.lister.page(piece, number, ledger.size)
             with self._lock:
                 self.requests += page.sent
-            keys = [fingerprint(r) for r in page.records]
-            when = instants(self.lister, page.records, keys)
+            taken = self.lister.intake(page)
+            keys = [key for _, key, _ in taken]
+            when = {key: instant for _, key, instant in taken if instant is not None}
             if not ledger.take(number, page, keys, when):
                 break  # the pages after it cannot be trusted either: smaller pieces will do
             with self._lock:
                 if piece == self.window:
                     self.ledger.found.update(keys)
-                emit = self._emit(page.records, keys)
-            if emit:
-                yield emit
+                    self.window_answered(page)
+                self.hold(page.answered, taken)
             if number == 1 and not self.lister.page_size.honours(asked):
                 first_asked, ledger.size = asked, page_size_of(page, asked, ledger.size)
             elif number == 2 and ledger.size < first_asked:
@@ -185,6 +234,9 @@ class Reading:
             number += 1
         ledger.anomaly = ledger.anomaly or ledger.stopped_early()
         return ledger
+
+    def window_answered(self, page: Page) -> None:
+        """Call under self._lock: a page of the range itself was answered (a window keeps its newest count)."""
 
     def _spend(self) -> None:
         with self._lock:
@@ -206,9 +258,14 @@ class WholeRead(Reading):
         super().__init__(lister, None, lister.page_size.size)
 
     def records(self) -> Iterator[list[dict[str, Any]]]:
+        """Read the list until it adds up, then hand on each of its records once."""
+        self._read_whole()
+        yield from self.release()
+
+    def _read_whole(self) -> None:
         reads: list[Ledger] = []
         for _ in range(WHOLE_LIST_READS):
-            read = yield from self.read_range(None)
+            read = self.read_range(None)
             reads.append(read)
             found = set().union(*(r.found for r in reads))
             if read.count is None and read.anomaly:
@@ -235,13 +292,3 @@ class WholeRead(Reading):
             + ", then ".join(str(len(r.found)) for r in reads)
             + " different ones",
         )
-
-
-def instants(lister: Lister, records: list[dict[str, Any]], keys: list[bytes]) -> dict[bytes, int]:
-    """When each record was made, by its fingerprint (records without a usable time left out)."""
-    found = {}
-    for record, key in zip(records, keys, strict=True):
-        instant = lister.instant(record)
-        if instant is not None:
-            found[key] = instant
-    return found

@@ -44,6 +44,7 @@ class Page:
     count: Optional[int]
     records: list[dict[str, Any]]
     sent: int = 1  # the requests it took, retries and rate-limited ones included
+    answered: int = 0  # when TeleCMI answered it, in the order of the sync's answers (set by the reader)
 
 
 class TelecmiApi:

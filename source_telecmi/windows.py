@@ -16,17 +16,21 @@ until what it returns stops growing), within a bounded number of requests. Only 
 reads at that finest split agree with each other is TeleCMI's count taken to be wrong: the window
 is accepted with a warning that says so. Anything else that does not add up ends the sync.
 
-Records are reconciled by content, not by key: the same record read twice is emitted once, two
-records that share a key but differ are both emitted.
+Records are reconciled by the call they are (`ledger.identity`: the key with the time; the content
+where there is no key): a call read twice is emitted once, with the newest content TeleCMI answered
+(a note added between two pages changes the call, not the count of calls), and a window is complete
+only when the distinct calls its requests returned account for the count TeleCMI answered last. Its
+calls are handed on once the window adds up, by the partition of its last page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Hashable, Iterator
 from typing import Any, Optional
 
-from source_telecmi.ledger import Ledger, PagingError, Probe, WindowAudit, fingerprint, split
-from source_telecmi.reading import LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE, Lister, Reading, instants
+from source_telecmi.ledger import Ledger, PagingError, Probe, WindowAudit, split
+from source_telecmi.reading import LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE, Lister, Reading
+from source_telecmi.telecmi import Page
 from source_telecmi.timeline import Window
 
 # A busy millisecond is read as a piece of this span, with a millisecond of margin on each side: a
@@ -39,6 +43,9 @@ BUSY_PIECE_SPAN = 3
 # call merely not drawn yet about 2% of the time; 8 quiet reads, 0.004%.
 MOST_READS_OF_ONE_MS = 60
 STABLE_READS = 8
+# A window whose pieces add up while the window's own newest count says more is read whole again,
+# at most this many times in all, before the sync fails.
+WHOLE_WINDOW_READS = 3
 
 
 class WindowRead(Reading):
@@ -53,25 +60,32 @@ class WindowRead(Reading):
         self._read_already = dict(probe.read)
         self._finished = 0
         self._closed = 0
-        self._last_count = probe.first.count or 0
+        self._last_count = probe.first.count or 0  # the newest count TeleCMI answered for the window itself
+        self._last_answered = probe.first.answered
         self._asked = probe.asked or probe.size
         self.done: Optional[WindowAudit] = None
 
-    def read_page(self, number: int) -> list[dict[str, Any]]:
-        """The records of page `number` to emit (new, and owned by this window)."""
+    def window_answered(self, page: Page) -> None:
+        if page.count is not None and page.answered >= self._last_answered:
+            self._last_answered, self._last_count = page.answered, page.count
+
+    def read_page(self, number: int) -> None:
+        """Read page `number` (or take the probe's copy of it), holding the calls found."""
         with self._lock:
             page = self._read_already.pop(number, None)
         if page is None:
             page, _ = self.lister.page(self.window, number, self.size)
             with self._lock:
                 self.requests += page.sent
-        keys = [fingerprint(r) for r in page.records]
-        when = instants(self.lister, page.records, keys)
+        taken = self.lister.intake(page)
+        keys = [key for _, key, _ in taken]
+        when = {key: instant for _, key, instant in taken if instant is not None}
         if number == 2 and page.records and self.size < self._asked:
             self.lister.page_size.confirm(self.size, self._asked)
         with self._lock:
             self.ledger.take(number, page, keys, when)
-            return self._emit(page.records, keys)
+            self.window_answered(page)
+            self.hold(page.answered, taken)
 
     def finish_page(self) -> bool:
         """Count a page as read; True for the last page of the window to finish."""
@@ -79,26 +93,36 @@ class WindowRead(Reading):
             self._finished += 1
             return self._finished == self.pages
 
-    def settle(self) -> Iterator[list[dict[str, Any]]]:
-        """Read the window again, in smaller pieces if need be, until it adds up; yields records not emitted yet."""
-        first = self.ledger
-        count = first.count or 0
-        shortfall = 0
-        if len(first.found) < count:
-            first.anomaly = first.anomaly or first.stopped_early()
-            self.lister.logger.warning(
-                "Stream %s: records %s: read %d of the %d records TeleCMI counted%s; reading the window again so "
-                "that no record is skipped.",
-                self.lister.stream,
-                self.window,
-                len(first.found),
-                count,
-                f" ({first.anomaly})" if first.anomaly else "",
-            )
-            shortfall = yield from self._settle(self.window, first)
-            # What the window's own latest complete read counted bounds what it can lack.
-            shortfall = min(shortfall, max(0, self._last_count - len(self.ledger.found)))
-            if shortfall:
+    def records(self) -> Iterator[list[dict[str, Any]]]:
+        """Make the window add up, then hand on each of its calls once (called by its last page to finish)."""
+        verdict, shortfall = self.settle()
+        yield from self.release()
+        self.done = WindowAudit(
+            stream=self.lister.stream,
+            window=self.window,
+            telecmi_count=self._last_count,
+            calls_read=self.calls_read,
+            records_emitted=self._owned,
+            requests=self.requests,
+            verdict=verdict,
+            shortfall=shortfall,
+        )
+
+    def settle(self) -> tuple[str, int]:
+        """Read the window again, in smaller pieces if need be, until its calls account for TeleCMI's newest count.
+
+        Returns the verdict and, where repeated reads prove TeleCMI's count wrong, by how much.
+        """
+        known: Optional[Ledger] = self.ledger
+        proven = 0
+        for attempt in range(WHOLE_WINDOW_READS + 1):
+            count, found = self._last_count, self.found
+            if found >= count:
+                return "complete", 0
+            if attempt == WHOLE_WINDOW_READS and not proven:
+                break
+            if proven:
+                shortfall = count - found
                 self.lister.logger.warning(
                     "Stream %s: records %s: TeleCMI counted %d more records than repeated complete reads return, "
                     "read in pieces of one page each, every time the same records: its count is wrong. The "
@@ -107,14 +131,26 @@ class WindowRead(Reading):
                     self.window,
                     shortfall,
                 )
-        self.done = WindowAudit(
-            stream=self.lister.stream,
-            window=self.window,
-            telecmi_count=self._owned + shortfall,
-            records_emitted=self._owned,
-            requests=self.requests,
-            verdict="count_wrong" if shortfall else "complete",
-            shortfall=shortfall,
+                return "count_wrong", shortfall
+            anomaly = (known.anomaly or known.stopped_early()) if known is not None else None
+            self.lister.logger.warning(
+                "Stream %s: records %s: read %d of the %d records TeleCMI counted%s; reading the window again so "
+                "that no record is skipped.",
+                self.lister.stream,
+                self.window,
+                found,
+                count,
+                f" ({anomaly})" if anomaly else "",
+            )
+            if known is not None:
+                known.anomaly = anomaly
+            proven = self._settle(self.window, known)
+            known = None  # a later attempt starts with a fresh read of the whole window
+        raise PagingError(
+            self.lister.stream,
+            self.where,
+            f"TeleCMI's newest count for the window is {self._last_count} calls, but its reads, whole and in pieces, "
+            f"return {self.found} different ones",
         )
 
     def page_closed(self) -> None:
@@ -125,23 +161,21 @@ class WindowRead(Reading):
         if last and self.done is not None and self.lister.audit is not None:
             self.lister.audit(self.done)
 
-    def _settle(self, piece: Window, known: Optional[Ledger]) -> Generator[Any, None, int]:
+    def _settle(self, piece: Window, known: Optional[Ledger]) -> int:
         """Make `piece` add up; returns how many records TeleCMI counts there but never returns (its count is wrong)."""
-        read = yield from self.read_range(piece)
-        if piece == self.window and read.count is not None and not read.anomaly:
-            self._last_count = read.count
+        read = self.read_range(piece)
         if known is None:  # the first read of a piece: enough if it adds up
             if read.complete():
                 return 0
             if not read.anomaly:
-                known, read = read, (yield from self.read_range(piece))
+                known, read = read, self.read_range(piece)
         known = known or read
         found = known.found | read.found
         count = read.count or 0
         if len(found) >= count:
             return 0
         if piece.span <= BUSY_PIECE_SPAN:
-            return (yield from self._settle_millisecond(piece, found))
+            return self._settle_millisecond(piece, found)
         times = {**known.times, **read.times}
         tied = known.tied() or read.tied() or len(set(times.values())) < len(times)
         agree = read.found == known.found and read.count == known.count
@@ -160,15 +194,15 @@ class WindowRead(Reading):
         shortfall = 0
         again = known.again | read.again
         for part in split(piece, [*times.values(), *again, *again], sizing, size, busy_at):
-            shortfall += yield from self._settle(part, None)
+            shortfall += self._settle(part, None)
         return shortfall
 
-    def _settle_millisecond(self, piece: Window, found: set[bytes]) -> Generator[Any, None, int]:
+    def _settle_millisecond(self, piece: Window, found: set[Hashable]) -> int:
         """Records that share one millisecond: read again until what they return stops growing."""
         quiet = 0
         count = 0
         for _ in range(MOST_READS_OF_ONE_MS):
-            read = yield from self.read_range(piece)
+            read = self.read_range(piece)
             count = read.count or 0
             grown = read.found - found
             found |= read.found

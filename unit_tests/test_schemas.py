@@ -313,6 +313,7 @@ NEW_STREAMS = {
         "window_start_at": DATE_TIME,
         "window_end_at": DATE_TIME,
         "telecmi_count": ("integer",),
+        "calls_read": ("integer",),
         "records_emitted": ("integer",),
         "requests": ("integer",),
         "verdict": ("string",),

@@ -14,6 +14,7 @@ from source_telecmi.ledger import (
     WindowAudit,
     calls_in,
     fingerprint,
+    identity,
     page_size_of,
     split,
 )
@@ -25,7 +26,6 @@ from source_telecmi.reading import (
     WHOLE_LIST_READS,
     Lister,
     WholeRead,
-    instants,
 )
 from source_telecmi.telecmi import Page
 from source_telecmi.timeline import Window, instant_of
@@ -123,8 +123,12 @@ def shape(record, instant):
     return {**record, "time": instant}
 
 
+def by_call(record, instant):
+    return identity(record.get("cmiuid"), instant, record, "time")
+
+
 def lister_of(endpoint, log, audit=None, stream=STREAM):
-    return Lister(stream, endpoint, shape, lambda r: instant_of(r.get("time")), log.logger, audit)
+    return Lister(stream, endpoint, shape, lambda r: instant_of(r.get("time")), log.logger, audit, by_call)
 
 
 def read_window(lister, window=WINDOW, order=None):
@@ -136,9 +140,9 @@ def read_window(lister, window=WINDOW, order=None):
         random.Random(order).shuffle(numbers)
     records = []
     for number in numbers:
-        records += read.read_page(number)
+        read.read_page(number)
         if read.finish_page():
-            for batch in read.settle():
+            for batch in read.records():
                 records += batch
         read.page_closed()  # the cursor closed the page's partition
     assert read.slice == window.as_slice()
@@ -234,11 +238,23 @@ def test_fingerprint_of_an_integer_beyond_64_bits():
     assert fingerprint(a) != fingerprint({**a, "to": 919100000000000000000002})
 
 
-def test_instants_leave_out_records_without_a_time(log):
+def test_the_intake_gives_each_record_its_identity_and_its_time_parsed_once(log):
     lister = lister_of(FakeEndpoint([]), log)
-    records = [call(1), {"cmiuid": "no-time", "time": "yesterday"}]
-    keys = [fingerprint(r) for r in records]
-    assert instants(lister, records, keys) == {keys[0]: T0 + 1}
+    records = [call(1), {"cmiuid": "no-time", "time": "yesterday"}, {"time": T0 + 2, "msg": "no key"}]
+    taken = lister.intake(Page(3, records))
+    assert [(key, instant) for _, key, instant in taken] == [
+        ((call(1)["cmiuid"], T0 + 1), T0 + 1),
+        (("no-time", "'yesterday'"), None),
+        (fingerprint(records[2]), T0 + 2),
+    ]
+
+
+def test_a_call_is_its_key_and_its_time_not_its_content():
+    a = {"cmiuid": "x", "time": T0, "notes": []}
+    assert identity("x", T0, a, "time") == identity("x", T0, {**a, "notes": [{"msg": "added later"}]}, "time")
+    assert identity("x", T0, a, "time") != identity("x", T0 + 1, {**a, "time": T0 + 1}, "time")
+    assert identity(None, T0, a, "time") == fingerprint(a)  # no key: its content
+    assert identity("", T0, a, "time") == fingerprint(a)
 
 
 # ------------------------------------------------------------------------------------------ the ledger
@@ -664,6 +680,7 @@ def test_every_window_read_is_audited(log):
     assert isinstance(audit, WindowAudit)
     assert (audit.stream, audit.window, audit.verdict) == (STREAM, WINDOW, "complete")
     assert (audit.telecmi_count, audit.records_emitted, audit.shortfall, audit.requests) == (45, 45, 0, 5)
+    assert audit.calls_read == 45
 
 
 def test_a_window_whose_count_is_wrong_is_audited_as_such(log):
@@ -673,6 +690,7 @@ def test_a_window_whose_count_is_wrong_is_audited_as_such(log):
     read_window(lister_of(endpoint, log, audits.append))
     (audit,) = audits
     assert (audit.verdict, audit.shortfall, audit.records_emitted, audit.telecmi_count) == ("count_wrong", 5, 45, 50)
+    assert audit.calls_read == 45  # what was observed: 50 counted, 45 distinct calls returned
     assert audit.requests == len(endpoint.requests)
 
 
@@ -683,7 +701,7 @@ def test_a_window_is_audited_only_once_its_last_page_closed(log):
     for number in range(1, read.pages + 1):
         read.read_page(number)
         if read.finish_page():
-            list(read.settle())
+            list(read.records())
     assert read.done is not None and read.done.verdict == "complete"
     for _ in range(read.pages - 1):
         read.page_closed()
@@ -697,6 +715,7 @@ def test_a_window_audit_counts_only_the_records_the_window_owns(log):
     calls = [call(0, at=T0 - 1), call(1, at=T0), call(2, at=T0 + 999), call(3, at=T0 + 1000)]
     read_window(lister_of(FakeEndpoint(calls), log, audits.append))
     assert audits[0].records_emitted == 2
+    assert (audits[0].telecmi_count, audits[0].calls_read) == (4, 4)  # the requests reach 1 ms past each end
 
 
 # ------------------------------------------------------------------------------ lists read whole (users)

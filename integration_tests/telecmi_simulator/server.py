@@ -296,6 +296,16 @@ class _Store:
         self.times = [k[0] for k in self.keys]
         self.recs = [r for _, r in merged]
 
+    def upsert(self, records: Iterable[dict[str, Any]]) -> None:
+        """Replace each stored record of the same (time, id) with its new content; add the others."""
+        for rec in records:
+            key = self._key(rec)
+            i = bisect.bisect_left(self.keys, key)
+            if i < len(self.keys) and self.keys[i] == key:
+                self.recs[i] = rec
+            else:
+                self.add([rec])
+
     def bounds(self, lo_ms: int, hi_ms: int, exclusive: bool) -> tuple[int, int]:
         if exclusive:
             lo = bisect.bisect_right(self.times, lo_ms)
@@ -1002,6 +1012,15 @@ class Simulator:
         with self._lock:
             self._pending.append([requests, ep, list(records)])
 
+    def upsert_after(self, requests: int, endpoint: str, records: list[dict[str, Any]]) -> None:
+        """Like ``insert_after``, but a record with the (time, id) of a stored one replaces it (a note added)."""
+        ep = _check_store(endpoint)
+        with self._lock:
+            if requests <= 0:
+                self._stores[ep].upsert(records)
+                return
+            self._pending.append([requests, ep, list(records), True])
+
     # request handling -----------------------------------------------------------
     def _take_fault(self, path: str, is_cdr: bool) -> _Fault | None:
         """The first queued fault matching the request, or None (no fault, or still in ``after``)."""
@@ -1222,7 +1241,10 @@ class Simulator:
             if item[1] == path:
                 item[0] -= 1
                 if item[0] <= 0:
-                    self._stores[path].add(item[2])
+                    if len(item) > 3:  # upsert_after
+                        self._stores[path].upsert(item[2])
+                    else:
+                        self._stores[path].add(item[2])
                     continue
             keep.append(item)
         self._pending = keep
