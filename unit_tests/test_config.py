@@ -166,7 +166,7 @@ def test_a_token_is_masked_from_then_on():
 
 
 def test_region_defaults_to_global_and_india_has_its_own_host():
-    assert parse(region=None).api_url == "https://rest.telecmi.com"
+    assert parse().api_url == "https://rest.telecmi.com"
     india = parse(region="india", credentials=APP)
     assert (india.region, india.api_url) == ("india", "https://piopiy.telecmi.com")
 
@@ -207,7 +207,7 @@ def test_bounds_are_named(overrides, text):
 
 def test_bounds_are_inclusive():
     assert parse(num_workers=1, lookback_window_days=3650).num_workers == 1
-    assert parse(num_workers=None, lookback_window_days=None).num_workers == 8
+    assert parse(num_workers=32, lookback_window_days=0).num_workers == 32
 
 
 # ------------------------------------------------------------------------------------------------ api_url
@@ -253,5 +253,175 @@ def test_bad_dates_are_named(overrides, text):
     assert text in reason(**overrides)
 
 
-def test_an_empty_end_date_reads_up_to_the_sync():
-    assert parse(end_date="").end == JAN_1 + 10 * DAY_MS
+def test_an_end_date_left_out_reads_up_to_the_sync():
+    assert parse().end == JAN_1 + 10 * DAY_MS
+
+
+# ------------------------------------------------------------------ text that once crashed or slipped by
+
+
+@pytest.mark.parametrize("app_id", [" 1111112 ", "\t1111112\n", "\u00a01111112", "0001111112"])
+def test_an_app_id_with_spaces_around_or_leading_zeros_is_its_number(app_id):
+    assert parse(credentials={**APP, "app_id": app_id}).credentials.app_id == 1111112
+
+
+@pytest.mark.parametrize(
+    "app_id",
+    [
+        "1111112\u00b2",  # a superscript two: str.isdigit() says digit, int() raises
+        "\uff11\uff11\uff11\uff11\uff11\uff11\uff12",  # fullwidth digits: int() reads them, TeleCMI would not
+        "\u0661\u0661\u0661\u0661\u0661\u0661\u0662",  # Arabic-Indic digits
+        "0",
+        "000",
+        "  ",
+        "11 11",
+        "+1111112",
+        "1_111_112",
+        "1111112.0",
+        1111112.0,
+        {"id": 1111112},
+    ],
+)
+def test_an_app_id_that_is_not_ascii_digits_is_a_config_error_naming_it(app_id):
+    assert reason(credentials={**APP, "app_id": app_id}).startswith("credentials.app_id ")
+
+
+@pytest.mark.parametrize("field", ["num_workers", "lookback_window_days"])
+def test_a_whole_number_written_with_a_point_is_that_number_as_the_spec_reads_it(field):
+    config = parse(**{field: 3.0})
+    assert (config.num_workers if field == "num_workers" else config.lookback_days) == 3
+    assert type(config.num_workers) is int and type(config.lookback_days) is int
+
+
+@pytest.mark.parametrize("field", ["num_workers", "lookback_window_days"])
+@pytest.mark.parametrize(
+    "value", ["8", "\uff18", " 8", 8.5, float("nan"), float("inf"), True, [8], {"n": 8}, 1e300, 10**400]
+)
+def test_a_number_that_is_no_whole_number_in_range_is_named(field, value):
+    message = reason(**{field: value})
+    assert message.startswith(f"{field} must be ")
+    assert len(message) < 200
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("end_date", None),
+        ("num_workers", None),
+        ("lookback_window_days", None),
+        ("region", None),
+        ("api_url", None),
+    ],
+)
+def test_an_optional_field_given_as_null_is_named_as_the_spec_refuses_it(field, value):
+    assert reason(**{field: value}).startswith(f"{field} is null: leave it out")
+
+
+@pytest.mark.parametrize("end_date", ["", "  "])
+def test_an_empty_end_date_is_named_as_the_spec_refuses_it(end_date):
+    assert reason(end_date=end_date).startswith("end_date ")
+
+
+@pytest.mark.parametrize("region", ["", "Global", " india", 1, ["global"]])
+def test_a_region_that_is_not_one_of_the_two_is_named(region):
+    assert reason(region=region).startswith("region must be 'global' or 'india'")
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("start_date", "0001-01-01T00:00+01:00"),  # year 0 in UTC
+        ("start_date", "1969-12-31T23:59:59Z"),
+        ("start_date", "9999-12-31T23:59-01:00"),  # year 10000 in UTC
+        ("end_date", "9999-12-31T23:59-01:00"),
+    ],
+)
+def test_a_date_outside_1970_to_9999_utc_is_named(field, value):
+    assert f"{field} '{value}' is out of range" in reason(**{field: value})
+
+
+def test_the_first_and_last_instants_of_the_range_are_dates():
+    assert parse(start_date="1970-01-01").start == 0
+    assert parse(end_date="9999-12-31T23:59:59.999Z").end == JAN_1 + 10 * DAY_MS  # and read up to now
+
+
+@pytest.mark.parametrize("field", ["start_date", "end_date"])
+@pytest.mark.parametrize("value", [17, 1704067200000, True, {"date": "2024-01-01"}, ["2024-01-01"], "x" * 5000])
+def test_a_date_that_is_no_text_date_is_named_on_one_short_line(field, value):
+    message = reason(**{field: value})
+    assert message.startswith(f"{field} ") and len(message) < 400
+
+
+def test_an_end_date_ahead_reads_up_to_the_moment_the_sync_starts():
+    assert parse(end_date="2024-06-01").end == JAN_1 + 10 * DAY_MS
+
+
+def test_a_start_date_ahead_with_an_end_date_after_it_reads_nothing_that_has_not_happened():
+    config = parse(start_date="2024-02-01", end_date="2024-03-01")
+    assert config.end == config.start == JAN_1 + 31 * DAY_MS
+
+
+@pytest.mark.parametrize("url", ["", "   ", "\t"])
+def test_an_empty_api_url_is_the_platforms_own(url):
+    assert parse(api_url=url).api_url == "https://rest.telecmi.com"
+
+
+@pytest.mark.parametrize(
+    "url, text",
+    [
+        ("https://proxy.example/telecmi?key=1", "has a query or a fragment"),
+        ("https://proxy.example/#top", "has a query or a fragment"),
+        ("https://proxy.example:99999", "has a port that is not a number"),
+        ("https://proxy.example:port", "has a port that is not a number"),
+        ("https://exa mple.com", "is not a URL"),
+        ("https://:8080", "it has no host"),
+        (["https://rest.telecmi.com"], "api_url must be a URL"),
+    ],
+)
+def test_an_api_url_that_cannot_be_asked_is_named(url, text):
+    message = reason(api_url=url)
+    assert message.startswith("api_url ") and text in message
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {**APP, "app_secret": "\u3000"},
+        {**TOKEN, "token": "\u2028"},
+        {**LOGIN, "user_id": " \n"},
+        {**LOGIN, "password": ""},
+    ],
+)
+def test_a_blank_text_credential_is_named(credentials):
+    assert reason(credentials=credentials).startswith("credentials.")
+
+
+def test_a_config_that_is_not_an_object_is_a_config_error():
+    with pytest.raises(ConfigError, match="not an object of settings"):
+        TelecmiConfig.parse(["start_date"])  # type: ignore[arg-type]
+
+
+BAD_VALUES = [None, True, 0, -1, 1.5, float("nan"), "", " ", "\u00b2", "x" * 3000, [], {}, ["a"], {"a": 1}]
+
+
+@pytest.mark.parametrize(
+    "path", ["start_date", "end_date", "num_workers", "lookback_window_days", "region", "api_url", "credentials"]
+)
+@pytest.mark.parametrize("value", BAD_VALUES, ids=[repr(v)[:20] for v in BAD_VALUES])
+def test_any_value_of_any_field_is_read_or_named_never_a_crash(path, value):
+    try:
+        parse(**{path: value})
+    except ConfigError as error:
+        assert "\n" not in error.message and len(error.message) < 400
+        assert path.split("_")[0] in error.message or path == "credentials"
+
+
+@pytest.mark.parametrize("auth", [APP, TOKEN, LOGIN])
+@pytest.mark.parametrize("value", BAD_VALUES, ids=[repr(v)[:20] for v in BAD_VALUES])
+def test_any_value_of_any_credential_field_is_read_or_named_never_a_crash(auth, value):
+    for name in [key for key in auth if key != "auth_type"] + ["auth_type"]:
+        try:
+            parse(credentials={**auth, name: value})
+        except ConfigError as error:
+            assert "\n" not in error.message and len(error.message) < 400
+            assert error.message.startswith("credentials")

@@ -17,6 +17,14 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
+from source_telecmi.config import (
+    API_URL_PATTERN,
+    APP_ID_PATTERN,
+    NOT_BLANK_PATTERN,
+    ConfigError,
+    TelecmiConfig,
+    upgraded,
+)
 from source_telecmi.timeline import parse_utc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -764,3 +772,164 @@ def test_the_date_pattern_matches_the_same_with_ascii_classes():
         assert ascii_pattern.search(text), text
     for text in REJECTED_DATES:
         assert not ascii_pattern.search(text), text
+
+
+# ------------------------------------------------------------- the parser and the spec agree
+
+# A config the spec admits is one the parser reads, and the other way round, for every field: the
+# command checks both (run.py), and any other client (the platform's form, PyAirbyte) only the spec.
+PARSED_AT = 1_767_225_600_000  # 2026-01-01T00:00:00Z, the sync's start
+
+
+def parser_reads(config: dict[str, Any]) -> bool:
+    try:
+        TelecmiConfig.parse(config, sync_started_at=PARSED_AT)
+    except ConfigError:
+        return False
+    return True
+
+
+def spec_admits(config: dict[str, Any]) -> bool:
+    return Draft7Validator(CONNECTION).is_valid(config)
+
+
+TOKEN_CREDENTIALS = {"auth_type": "token", "token": "t"}
+APP_CREDENTIALS = {"auth_type": "app", "app_id": "1111112", "app_secret": "s"}
+LOGIN_CREDENTIALS = {"auth_type": "login", "user_id": "101_1111112", "password": "pw"}
+BLANKS = ["", " ", "\t\n", "\u3000", "\u2028", "\u00a0"]
+NOT_TEXT = [None, 5, True, ["s"], {"s": 1}]
+
+
+def with_credentials(base: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
+    return {"start_date": "2024-01-01", "credentials": {**base, name: value}}
+
+
+def with_field(name: str, value: Any, credentials: dict[str, Any] = TOKEN_CREDENTIALS) -> dict[str, Any]:
+    return {"start_date": "2024-01-01", "credentials": credentials, name: value}
+
+
+AGREEMENT = [
+    *[
+        with_credentials(APP_CREDENTIALS, "app_id", value)
+        for value in [
+            "1111112",
+            " 1111112 ",
+            "\t1111112\n",
+            "\u00a01111112\u3000",
+            "0001111112",
+            "1111112\u00b2",
+            "\uff11\uff11\uff11\uff11\uff11\uff11\uff12",
+            "\u0661\u0661\u0661\u0661\u0661\u0661\u0662",
+            "0",
+            "000",
+            "11 11",
+            "+1111112",
+            "-1111112",
+            "1_111_112",
+            "1111112.0",
+            "0x10F447",
+            *BLANKS,
+            *NOT_TEXT,
+            1111112.0,
+        ]
+    ],
+    *[
+        with_credentials(base, name, value)
+        for base, name in (
+            (APP_CREDENTIALS, "app_secret"),
+            (TOKEN_CREDENTIALS, "token"),
+            (LOGIN_CREDENTIALS, "user_id"),
+        )
+        for value in ["s", " s ", "s\n", "\u00e9", *BLANKS, *NOT_TEXT]
+    ],
+    *[with_credentials(LOGIN_CREDENTIALS, "password", value) for value in ["pw", " ", " p w ", "", *NOT_TEXT]],
+    *[with_credentials(TOKEN_CREDENTIALS, "auth_type", value) for value in ["token", "app", "Token", "", None]],
+    *[
+        with_field(name, value)
+        for name in ("num_workers", "lookback_window_days")
+        for value in [1, 32, 8.0, 0, 33, -1, 3650, 3651, "8", "\uff18", True, 8.5, float("nan"), None, [8]]
+    ],
+    *[
+        with_field("region", value, APP_CREDENTIALS)
+        for value in ["global", "india", "", "Global", " india", None, 1, ["global"]]
+    ],
+    *[
+        with_field("api_url", value)
+        for value in [
+            "",
+            "  ",
+            "https://rest.telecmi.com",
+            " https://rest.telecmi.com/ ",
+            "http://127.0.0.1:8080/",
+            "http://[::1]:9",
+            "https://proxy.example/telecmi/v2",
+            "HTTPS://REST.TELECMI.COM",
+            "https://user:pw@proxy.example",
+            "ftp://x",
+            "rest.telecmi.com",
+            "https://",
+            "https:///path",
+            "https://proxy.example/?a=1",
+            "https://proxy.example#top",
+            "https://exa mple.com",
+            "https://rest.telecmi.com\u00a0/v2",
+            None,
+            42,
+        ]
+    ],
+    *[with_field("end_date", value) for value in ["2025-01-01", "", "  ", None, 17, "2025-13-01"]],
+    *[with_field("start_date", value) for value in ["2024-01-01", "", None, 17, "yesterday"]],
+    {"start_date": "2024-01-01"},
+    {"start_date": "2024-01-01", "credentials": "t"},
+    {"credentials": TOKEN_CREDENTIALS},
+]
+
+# What no pattern says, the parser alone checks (and names): it reads none of these, the spec admits all.
+PARSER_ONLY = [
+    with_field("start_date", "2024-02-30"),
+    with_field("start_date", "0001-01-01T00:00+01:00"),
+    with_field("start_date", "1969-12-31"),
+    with_field("end_date", "9999-12-31T23:59-01:00"),
+    with_field("end_date", "2023-12-31"),  # before start_date
+    with_field("start_date", "2026-06-01"),  # in the future, without an end_date
+    with_field("api_url", "http://rest.telecmi.com"),  # http to a host that is not loopback
+    with_field("api_url", "https://:8080"),  # no host
+    with_field("api_url", "https://proxy.example:99999"),  # no port
+    with_field("region", "india", TOKEN_CREDENTIALS),  # India reads app credentials only
+]
+
+
+@pytest.mark.parametrize("config", AGREEMENT, ids=[json.dumps(c, default=str)[-60:] for c in AGREEMENT])
+def test_the_parser_reads_a_config_exactly_when_the_spec_admits_it(config):
+    config = upgraded(config)  # as the command does first (SourceTelecmi.configure): 0.2's integer app id
+    assert parser_reads(config) == spec_admits(config)
+
+
+@pytest.mark.parametrize("config", PARSER_ONLY, ids=[json.dumps(c)[-60:] for c in PARSER_ONLY])
+def test_rules_no_pattern_can_say_are_the_parsers_and_name_the_field(config):
+    assert spec_admits(config)
+    with pytest.raises(ConfigError) as error:
+        TelecmiConfig.parse(config, sync_started_at=PARSED_AT)
+    named = [name for name in ("start_date", "end_date", "api_url", "credentials") if name in error.value.message]
+    assert named and "\n" not in error.value.message
+
+
+def test_the_agreement_covers_both_answers_for_every_field():
+    """Each field of the table has configs both read and configs both turn away (no one-sided table)."""
+    for config in AGREEMENT:
+        assert isinstance(config, dict)
+    admitted = [c for c in AGREEMENT if spec_admits(c)]
+    assert 20 < len(admitted) < len(AGREEMENT) - 50
+
+
+def test_the_spec_patterns_are_the_parsers():
+    assert field(CONNECTION, 0, "app_id")["pattern"] == APP_ID_PATTERN
+    for number, name in ((0, "app_secret"), (1, "user_id"), (2, "token")):
+        assert field(CONNECTION, number, name)["pattern"] == NOT_BLANK_PATTERN
+    assert CONNECTION["properties"]["api_url"]["pattern"] == API_URL_PATTERN
+
+
+def test_an_app_id_saved_by_0_2_as_an_integer_is_admitted_and_read_once_upgraded():
+    config = upgraded(with_credentials(APP_CREDENTIALS, "app_id", 1111112))
+    assert spec_admits(config) and parser_reads(config)
+    assert TelecmiConfig.parse(config, sync_started_at=PARSED_AT).credentials.app_id == 1111112
