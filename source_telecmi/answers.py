@@ -157,7 +157,10 @@ class Decision:
 
 RETRY_SERVER = Decision(Action.RETRY, "TeleCMI had a server error (HTTP {status}, code {code}): {msg}")
 SERVED = Decision(Action.OK)
-LACKS_FIELDS = Decision(Action.RETRY, "TeleCMI's answer lacks {lacking}: {text}")
+# An answer that lacks what TeleCMI always sends: TeleCMI changed, or api_url is some other JSON service.
+LACKS_FIELDS = Decision(
+    Action.RETRY, "TeleCMI's answer lacks {lacking} (TeleCMI changed it, or api_url {api_url} is not its API): {text}"
+)
 
 # A JSON body with a TeleCMI `code`, whatever the HTTP status says.
 BODY_CODES: dict[Any, Decision] = {
@@ -168,6 +171,12 @@ BODY_CODES: dict[Any, Decision] = {
     404: Decision(Action.CREDENTIALS, "{msg}"),
     407: Decision(Action.CREDENTIALS, "{msg}"),
 }
+# TeleCMI's code for wrong credentials is 404. Sent with HTTP 404 (TeleCMI's own, or a server at an
+# api_url with a path too many answering in TeleCMI's envelope), it may mean either: both are named.
+ADDRESS_IN_DOUBT = Decision(
+    Action.CREDENTIALS,
+    "or api_url {api_url} is not TeleCMI's API address: HTTP 404 for {path}, a path too many or another server",
+)
 _PROXY_REFUSED = "{api_url} refused the request (HTTP {status}) before TeleCMI answered: check api_url and any proxy"
 # An answer without a TeleCMI code: a proxy, a load balancer, a maintenance page, or India's envelope.
 STATUS_WITHOUT_CODE: dict[int, Decision] = {
@@ -233,9 +242,16 @@ def decide(
         return Decision(Action.FAIL, "TeleCMI answered HTTP {status}: {text}")
     if not is_json(body):
         return Decision(
-            Action.RETRY, "TeleCMI answered HTTP {status} with a body that is not JSON (a maintenance page?): {text}"
+            Action.RETRY,
+            "TeleCMI answered HTTP {status} with a body that is not JSON (a maintenance page, or api_url {api_url} "
+            "is a web page, not TeleCMI's API): {text}",
         )
     return _usable(body, lacking)
+
+
+def address_in_doubt(response: requests.Response) -> bool:
+    """Whether an answer that blames the credentials may as well come from a wrong api_url: an HTTP 404."""
+    return response.status_code == 404
 
 
 def _usable(body: Any, lacking: Callable[[Any], Optional[str]]) -> Decision:

@@ -22,11 +22,13 @@ from airbyte_cdk.sources.streams.http.error_handlers import (
 )
 
 from source_telecmi.answers import (
+    ADDRESS_IN_DOUBT,
     BODY_CODES,
     NETWORK_FAULTS,
     SERVED,
     Action,
     EndpointMissing,
+    address_in_doubt,
     body_of,
     code_of,
     decide,
@@ -88,7 +90,8 @@ class AnswerHandler(ErrorHandler):
             return ErrorResolution(ResponseAction.SUCCESS)
         reason = message_of(body) or f"code {code_of(body)}"
         if decision.action is Action.CREDENTIALS or (decision.action is Action.REFUSED and self._what == "login"):
-            return self._credentials_rejected(sent_token, reason)
+            doubt = say(ADDRESS_IN_DOUBT, answer, api_url=self._api.api_url) if address_in_doubt(answer) else ""
+            return self._credentials_rejected(sent_token, reason, doubt)
         if decision.action is Action.REFUSED:
             self._local.refused = reason
             return ErrorResolution(
@@ -102,23 +105,26 @@ class AnswerHandler(ErrorHandler):
         failure = FailureType.config_error if decision.action is Action.CONFIG else FailureType.system_error
         return ErrorResolution(ResponseAction.FAIL, failure, f"{self._what}: {message}")
 
-    def _credentials_rejected(self, sent_token: Optional[str], reason: str) -> ErrorResolution:
+    def _credentials_rejected(self, sent_token: Optional[str], reason: str, doubt: str = "") -> ErrorResolution:
+        """Wrong credentials, as TeleCMI says; `doubt` names api_url too where the answer may come from a wrong one."""
         credentials = self._api.credentials
+        also = f", {doubt}" if doubt else ""
+        and_url = ", and api_url" if doubt else ""
         if credentials.kind == "app":
             return ErrorResolution(
                 ResponseAction.FAIL,
                 FailureType.config_error,
-                f"TeleCMI rejected the app id and app secret (credentials.app_id, credentials.app_secret: {reason}). "
-                "Check both in the TeleCMI dashboard, and that region matches the account's platform.",
+                f"TeleCMI rejected the app id and app secret (credentials.app_id, credentials.app_secret: {reason})"
+                f"{also}. Check both in the TeleCMI dashboard, that region matches the account's platform{and_url}.",
             )
         if sent_token is None:  # the login itself
             return ErrorResolution(
                 ResponseAction.FAIL,
                 FailureType.config_error,
-                f"TeleCMI refused the login of user {credentials.user_id} ({reason}). Check user_id "
-                "(extension_appid, like 101_1111112) and password.",
+                f"TeleCMI refused the login of user {credentials.user_id} ({reason}){also}. Check user_id "
+                f"(extension_appid, like 101_1111112) and password{and_url}.",
             )
-        self._api.tokens.renew(sent_token, reason)
+        self._api.tokens.renew(sent_token, f"{reason}{also}")
         return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, "TeleCMI's token expired: renewed")
 
     def _network(self, error: Optional[Exception]) -> ErrorResolution:

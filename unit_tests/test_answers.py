@@ -1,14 +1,19 @@
 """TeleCMI's answers: the envelope of every answer, and the one decision each kind of answer comes to."""
 
 import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
 import requests
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.test.mock_http import HttpRequest, HttpResponse
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.answers import (
+    ADDRESS_IN_DOUBT,
     BODY_CODES,
     NETWORK_FAULTS,
     REDIRECT,
@@ -20,6 +25,7 @@ from source_telecmi.answers import (
     Action,
     Decision,
     EndpointMissing,
+    address_in_doubt,
     as_count,
     body_of,
     code_of,
@@ -33,8 +39,10 @@ from source_telecmi.answers import (
     retry_after_s,
     say,
 )
+from source_telecmi.credentials import Credentials
+from source_telecmi.platforms import ACCOUNT, CALL_LISTS, PLATFORMS, USER
 from source_telecmi.secrets import register_secret
-from source_telecmi.telecmi import listing
+from source_telecmi.telecmi import TelecmiApi, listing
 
 API = "https://rest.telecmi.com"
 OUT_MISSED = "/v2/user/out_missed"
@@ -475,3 +483,86 @@ def test_a_retry_after_date_is_relative_to_now():
     header = format_datetime(at, usegmt=True)
     waited = retry_after_s(response(429, {}, headers={"Retry-After": header}))
     assert abs(waited - (at.replace(microsecond=0).timestamp() - time.time())) < 2
+
+
+# ------------------------------------------------------------------- ambiguous answers name every cause
+
+EXTRA = "/extra"  # an api_url with a path too many: the server answers in TeleCMI's envelope, HTTP 404
+NOT_FOUND = {"code": 404, "msg": "Not found"}
+CREDENTIAL_KINDS = {
+    "app": Credentials(kind="app", app_id=1111112, app_secret="app-s3cret-22"),
+    "login": Credentials(kind="login", user_id="101_1111112", password="pw-77-secret"),
+    "token": Credentials(kind="token", token="tok-en-99-secret"),
+}
+FIELDS = {
+    "app": "credentials.app_id, credentials.app_secret",
+    "login": "Check user_id",
+    "token": "invalid or expired",
+}
+
+
+def first_request(kind: str, url: str) -> HttpRequest:
+    """The first request the connector sends with `kind` credentials for a page of the first call list."""
+    if kind == "login":
+        return HttpRequest(url=url + "/v2/user/login", body={"id": "101_1111112", "password": "pw-77-secret"})
+    if kind == "app":
+        body = {"appid": 1111112, "secret": "app-s3cret-22", "start_date": 1, "end_date": 5, "page": 1, "limit": 1}
+        return HttpRequest(url=url + ACCOUNT_PATHS[0], body=body)
+    return HttpRequest(
+        url=url + OUT_MISSED, body={"token": "tok-en-99-secret", "from": 1, "to": 5, "page": 1, "limit": 1}
+    )
+
+
+ACCOUNT_PATHS = [row.on(ACCOUNT)[0].path for row in CALL_LISTS if row.stream == "outgoing_missed_calls"]
+
+
+def failure_of_a_page(kind: str, url: str) -> AirbyteTracedException:
+    platform = ACCOUNT if kind == "app" else USER
+    telecmi = TelecmiApi(url, PLATFORMS[platform], CREDENTIAL_KINDS[kind], 2, logging.getLogger("airbyte.answers"))
+    (endpoint,) = telecmi.endpoints(next(row for row in CALL_LISTS if row.stream == "outgoing_missed_calls"))
+    with pytest.raises(AirbyteTracedException) as error:
+        endpoint.page(1, 1, (1, 5))
+    return error.value
+
+
+@pytest.mark.parametrize("kind", list(CREDENTIAL_KINDS))
+def test_an_http_404_in_telecmis_envelope_names_the_credentials_and_api_url(http_mocker, kind):
+    url = API + EXTRA
+    http_mocker.post(first_request(kind, url), HttpResponse(body=json.dumps(NOT_FOUND), status_code=404))
+    error = failure_of_a_page(kind, url)
+    assert error.failure_type == FailureType.config_error
+    message = error.message
+    assert FIELDS[kind] in message and "Not found" in message
+    assert f"api_url {url} is not TeleCMI's API address" in message
+    assert EXTRA + "/v2/" in message  # the path asked, with the path too many in it
+    assert "\n" not in message
+    assert not [value for value in ("app-s3cret-22", "pw-77-secret", "tok-en-99-secret") if value in message]
+
+
+@pytest.mark.parametrize("kind", list(CREDENTIAL_KINDS))
+def test_telecmis_own_answer_to_wrong_credentials_names_the_credentials_only(http_mocker, kind):
+    # HTTP 200 with code 404: the path is TeleCMI's, only the credentials can be wrong.
+    http_mocker.post(first_request(kind, API), HttpResponse(body=json.dumps(NOT_FOUND), status_code=200))
+    message = failure_of_a_page(kind, API).message
+    assert FIELDS[kind] in message and "api_url" not in message
+
+
+def test_a_404_that_doubts_the_address_is_only_an_http_404():
+    assert address_in_doubt(response(404, NOT_FOUND))
+    assert not address_in_doubt(response(200, NOT_FOUND))
+    assert not address_in_doubt(response(200, {"code": 407, "msg": "expired"}))
+    text = say(ADDRESS_IN_DOUBT, response(404, NOT_FOUND, path="/extra/v2/answered"), api_url=API + "/extra")
+    assert text == (
+        f"or api_url {API}/extra is not TeleCMI's API address: HTTP 404 for /extra/v2/answered, a path too many "
+        "or another server"
+    )
+
+
+def test_an_answer_that_is_not_json_names_api_url_as_well_as_a_maintenance_page():
+    text = say(decide(response(content=b"<html>Welcome to TeleCMI</html>"), cdr_lacking), None, api_url=API)
+    assert "a maintenance page" in text and f"api_url {API} is a web page" in text
+
+
+def test_an_answer_without_what_telecmi_always_sends_names_api_url_as_well():
+    text = say(decide(response(200, {"status": "ok"}), cdr_lacking), None, api_url=API)
+    assert "lacks the field 'count'" in text and f"api_url {API} is not its API" in text
