@@ -131,7 +131,7 @@ class Wiring(NamedTuple):
             partitions: Any = OnePartition(SinglePartition(listers[0], skipped, balance_extra))
         elif row.kind == DAILY:
             saved = wiring.state_manager.get_stream_state(row.stream, None) if incremental else {}
-            days = days_to_read(saved, settings.start, settings.end, settings.lookback_days)
+            days = days_to_read(saved, settings.start, settings.end, settings.lookback_days, row.stream)
             if incremental and days:
                 cursor = DayCursor(row.stream, messages, day_of(days[-1].first), saved, skipped)
             partitions = DayReading(listers[0], days, skipped)

@@ -1,14 +1,20 @@
 """Lists that are one answer, not pages: TeleCMI's totals per UTC day, and the account's balance.
 
-`daily_call_totals` asks TeleCMI's analysis once per day, the days in parallel. Incremental: a later
-sync reads the new days and again the `lookback_window_days` before them (at least the last day it
-had read: its totals grow as late calls land), nothing older; its state is the last day read.
+`daily_call_totals` asks TeleCMI's analysis once per day, the days in parallel, up to the moment the
+sync starts: a day that has not begun (UTC) is neither read nor emitted, whatever end_date says.
+Incremental: its state is the last day read in full, a day that had ended (UTC) before the sync
+started (as much of it as start_date and end_date take). Today is read and emitted (its totals so
+far) but never checkpointed. A later sync reads the new days, today again, and again the last day
+of the state and the `lookback_window_days` before it (its totals grow as late calls land), nothing
+older. A state day that is not a date is a config error saying that resetting the stream fixes it.
 `account_balance` is one answer per sync, a record with the time it was read.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from datetime import date
 from typing import Any, Optional
 
 from airbyte_cdk.sources.message import MessageRepository
@@ -18,26 +24,38 @@ from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator impor
 from airbyte_cdk.sources.types import Record
 
 from source_telecmi.answers import AccessRefused
+from source_telecmi.config import ConfigError
 from source_telecmi.partitions import Skipped, refused_after_serving, skip
 from source_telecmi.reading import Lister
+from source_telecmi.secrets import one_line
 from source_telecmi.telecmi import ListEndpoint
-from source_telecmi.timeline import Window, day_before, day_of, day_windows, instant_of, iso_ms, now_ms
+from source_telecmi.timeline import DAY_MS, Window, day_of, day_start, day_windows, instant_of, iso_ms, now_ms
 
 DAY_FIELD = "day"
+DAILY_STREAM = "daily_call_totals"
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 
 
 class DayCursor(FinalStateCursor):
-    """The state of `daily_call_totals`: the last day a sync read, once every day of it was read.
+    """The state of `daily_call_totals`: the last day read in full, once every day of the sync was read.
 
-    The state is emitted when the stream is done, which the sync only reaches with every day read,
-    or with the stream skipped (TeleCMI refused it): then the state it had stays as it was.
+    `last_day` is the last day the sync reads; the state never passes the day before `now` (the
+    day the sync started, UTC, has not ended: it is read again next time). The state is emitted
+    when the stream is done, which the sync only reaches with every day read, or with the stream
+    skipped (TeleCMI refused it): then the state it had stays as it was.
     """
 
     def __init__(
-        self, stream: str, messages: MessageRepository, last_day: str, saved: Mapping[str, Any], skipped: Skipped
+        self,
+        stream: str,
+        messages: MessageRepository,
+        last_day: str,
+        saved: Mapping[str, Any],
+        skipped: Skipped,
+        now: Optional[int] = None,
     ) -> None:
         super().__init__(stream, None, messages)
-        self._last_day = last_day
+        self._last_day = min(last_day, last_ended_day(now_ms() if now is None else now))
         self._saved = dict(saved)
         self._skipped = skipped
 
@@ -48,13 +66,54 @@ class DayCursor(FinalStateCursor):
         return {DAY_FIELD: self._last_day}
 
 
-def days_to_read(state: Mapping[str, Any], start: int, end: int, lookback_days: int) -> list[Window]:
-    """The days a sync asks totals for: from start_date's day, or after a state from its last day less the lookback."""
-    first = day_of(start)
-    saved = state.get(DAY_FIELD) if state else None
-    if isinstance(saved, str):
-        first = max(first, day_before(saved, max(lookback_days - 1, 0)))
-    return day_windows(first, start, end)
+def last_ended_day(now: int) -> str:
+    """The last UTC day that had ended at `now`: yesterday."""
+    return day_of(day_start(day_of(now)) - DAY_MS)
+
+
+def saved_day(state: Any, stream: str = DAILY_STREAM) -> Optional[str]:
+    """The day a saved state of `stream` holds (YYYY-MM-DD, a real date), None without one; a config error if
+    it holds something else, saying that resetting the stream fixes it."""
+    if not state:
+        return None
+    if isinstance(state, Mapping) and DAY_FIELD not in state:
+        return None  # a state of no day (the CDK's own marker): every day is read
+    day = state.get(DAY_FIELD) if isinstance(state, Mapping) else state
+    if isinstance(day, str) and _DAY.fullmatch(day):
+        try:
+            date.fromisoformat(day)
+            return day
+        except ValueError:
+            pass
+    what = (
+        f"its day is {one_line(repr(day), 60)}" if isinstance(state, Mapping) else f"it is {one_line(repr(state), 60)}"
+    )
+    raise ConfigError(
+        f"The saved state of stream {stream} cannot be read: {what}, not a date (YYYY-MM-DD). Reset the stream "
+        f"{stream} (its days are read again from start_date) to fix it."
+    )
+
+
+def days_to_read(
+    state: Mapping[str, Any],
+    start: int,
+    end: int,
+    lookback_days: int,
+    stream: str = DAILY_STREAM,
+    now: Optional[int] = None,
+) -> list[Window]:
+    """The days a sync asks totals for, up to `now` (a day not begun is not read), the last one cut at end or now.
+
+    From start_date's day; after a state, from its day (the last read in full; never later than
+    yesterday, whatever an older version saved) less `lookback_days - 1` days.
+    """
+    now = now_ms() if now is None else now
+    first = day_start(day_of(start))
+    saved = saved_day(state, stream)
+    if saved is not None:
+        trusted = min(day_start(saved), day_start(last_ended_day(now)))
+        first = max(first, trusted - max(lookback_days - 1, 0) * DAY_MS)
+    return day_windows(day_of(first), start, min(end, now))
 
 
 class DayPartition(Partition):
