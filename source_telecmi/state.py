@@ -153,6 +153,11 @@ class WindowCursor(ConcurrentCursor):
         return finished_ranges(self.state)
 
 
+# The instants a saved state may hold: those of a date, years 1 to 9999 (one of 10**20 claimed every call
+# ever made read, and printed nothing).
+FIRST_INSTANT_MS, LAST_INSTANT_MS = -62_135_596_800_000, 253_402_300_799_999
+
+
 def readable_state(stream: str, state: Mapping[str, Any]) -> dict[str, Any]:
     """A stream's saved state in the cursor's own form, or a config error saying what is wrong.
 
@@ -171,9 +176,9 @@ def readable_state(stream: str, state: Mapping[str, Any]) -> dict[str, Any]:
     def instant(value: Any, where: str) -> int:
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             parsed = instant_of(value)
-            if parsed is not None:
+            if parsed is not None and FIRST_INSTANT_MS <= parsed <= LAST_INSTANT_MS:
                 return parsed
-        raise problem(f"{where} is {value!r}, not an instant (epoch milliseconds)")
+        raise problem(f"{where} is {repr(value)[:80]}, not an instant (epoch milliseconds)")
 
     if not isinstance(state, Mapping):
         raise problem(f"it is {type(state).__name__}, not an object")

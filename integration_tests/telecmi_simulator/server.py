@@ -827,6 +827,9 @@ class Simulator:
         self.page_cap = page_cap
         self.offset_cap = offset_cap
         self.users_count = users_count
+        # "html": another path is HTTP 404 with an HTML page; "envelope": HTTP 404 in TeleCMI's own
+        # envelope, {"code": 404, "msg": "Not found"} (as a server behind an api_url with a path too many)
+        self.missing_path = "html"
         self.token_lifetime = token_lifetime
         # the fields of the balance answers; a DROP value leaves that key out
         self.balance: dict[str, Any] = {**DEFAULT_BALANCE, **(balance or {})}
@@ -1083,6 +1086,9 @@ class Simulator:
 
     def _answer(self, req: _Req) -> None:
         route = self._routes.get(req.path) if req.h.command == "POST" else None
+        if route is None and self.missing_path == "envelope":
+            req.send(404, json.dumps({"code": 404, "msg": "Not found"}).encode(), _JSON)
+            return
         if route is None:
             req.send(404, _HTML_404.format(method=req.h.command, path=req.path).encode(), _HTML)
             return
