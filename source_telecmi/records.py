@@ -4,6 +4,13 @@ TeleCMI sends the same field as a number on one endpoint and a string on another
 India's `rate`, a user's `notify`); warehouse destinations need one column type per field. The
 `Conformer` converts every declared field to its declared type and counts, per field, the values
 it could not convert, so that no value is dropped without a word.
+
+Every value changed on the way (set to null here, a field named like a secret dropped, a secret
+replaced inside a value: `secrets.py`) is listed on its record as `(field path, Change)`: the
+record's `changes`, which reach the RECORD message as its `meta.changes` (the Airbyte protocol's
+`AirbyteRecordMessageMeta`; destinations keep it in `_airbyte_meta`). The CDK builds the RECORD
+message from a plain copy of the record's data, so `RecordQueue` carries the changes in that data
+under a key no JSON has, and `take_changes` moves them to the message's meta.
 """
 
 from __future__ import annotations
@@ -12,7 +19,17 @@ import math
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from queue import Queue
+from typing import Any, Optional
+
+from airbyte_cdk.models import AirbyteMessage, Type
+from airbyte_cdk.models.airbyte_protocol import (
+    AirbyteRecordMessageMeta,
+    AirbyteRecordMessageMetaChange,
+    Change,
+    Reason,
+)
+from airbyte_cdk.sources.types import Record
 
 # A field absent from a record (`dict.get`'s default): absent fields stay absent.
 _ABSENT: Any = object()
@@ -37,10 +54,77 @@ _NOUNS = {
 _EXAMPLES = 3
 _EXAMPLE_CHARS = 20
 
-Convert = Callable[[Any], Any]
+# A change made to a record's value on its way out: the field's path (`rate`, `notes[0].date`,
+# `sip.password`) and what was done to it (NULLED: the value is gone; TRUNCATED: part of it is).
+FieldChange = tuple[str, Change]
+NULLED, TRUNCATED = Change.NULLED, Change.TRUNCATED
+# Why, as the protocol names it: the value could not be emitted as TeleCMI sent it.
+REASON = Reason.SOURCE_SERIALIZATION_ERROR
+
+# A converter is called with the value and the record's list of changes, to which it adds a
+# change for every value it sets to null.
+Convert = Callable[[Any, list[FieldChange]], Any]
 # One declared field of an object: its key, the exact type that needs no conversion (None: always
 # converted), and the converter, called with a value that is present, not null, not of that type.
 Field = tuple[str, "type | None", Convert]
+
+
+class Changed(dict):  # type: ignore[type-arg]
+    """A record (a plain dict for everything that reads it) and the changes made to it: `changes`."""
+
+    __slots__ = ("changes",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.changes: list[FieldChange] = []
+
+
+def meta_of(changes: list[FieldChange]) -> AirbyteRecordMessageMeta:
+    """The protocol's record meta for these changes, in the order they were made."""
+    return AirbyteRecordMessageMeta(
+        changes=[AirbyteRecordMessageMetaChange(field=field, change=change, reason=REASON) for field, change in changes]
+    )
+
+
+class _ChangesKey:
+    """The key a record's changes travel under in its data: no JSON key is anything but a string."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<the record's changes>"
+
+
+_CHANGES = _ChangesKey()
+
+
+class RecordQueue(Queue):  # type: ignore[type-arg]
+    """The concurrent reader's queue: a record with changes enters it carrying them in its data.
+
+    The CDK makes the RECORD message from `dict(record.data)`, which keeps no attribute of a
+    `Changed`; a key of its data survives the copy. `take_changes` removes it again before the
+    message is printed (and a key that is no string fails the printing loudly if it ever were not).
+    """
+
+    def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+        if isinstance(item, Record):
+            changes = getattr(item.data, "changes", None)
+            if changes:
+                item = Record(
+                    data={**item.data, _CHANGES: list(changes)},
+                    stream_name=item.stream_name,
+                    associated_slice=item.associated_slice,
+                    file_reference=item.file_reference,
+                )
+        super().put(item, block, timeout)
+
+
+def take_changes(message: AirbyteMessage) -> None:
+    """A RECORD message's changes, carried in its data by `RecordQueue`, moved to its `meta.changes`."""
+    if message.type == Type.RECORD and message.record is not None:
+        changes = message.record.data.pop(_CHANGES, None)
+        if changes:
+            message.record.meta = meta_of(changes)
 
 
 class Conformer:
@@ -67,7 +151,8 @@ class Conformer:
       case, surrounding spaces ignored). Anything else is set to null.
     - **object**: a dict, its declared properties converted by these rules and its other keys kept
       as they are. Anything else is set to null.
-    - **array**: a list, each item converted by the `items` schema. Anything else is set to null.
+    - **array**: a list, each item converted by the `items` schema. A lone item where the list
+      belongs (one note object, one string) is a list of that one item, converted the same way.
     - A string declared with a `format` or an `airbyte_type` (`started_at`, `day`) is kept as it is,
       not parsed; anything but a string there is set to null.
 
@@ -76,7 +161,9 @@ class Conformer:
     refused when the Conformer is built (ValueError). Every value set to null is counted under its
     field's path (`rate`, `notes[].date`, `sip.domain`): `nulled` has the counts and
     `report()` one line per path, with a few of the values (strings and numbers shortened; objects
-    and lists only described, never printed).
+    and lists only described, never printed). The record returned is a `Changed` whose `changes`
+    list every value set to null by its exact path (`notes[0].date`), NULLED: the row says what
+    was lost, the warning how often.
 
     Thread-safe: the compiled converters are read-only; the counts are updated under a lock, and
     only for values that could not be converted. A value already of its field's type is checked
@@ -92,13 +179,17 @@ class Conformer:
         self._nouns: dict[str, str] = {}
         self._fields = self._object_fields(schema, "")
 
-    def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
-        out = dict(record)
+    def __call__(self, record: dict[str, Any], changes: Optional[list[FieldChange]] = None) -> Changed:
+        """`record` in its schema's types, with `changes` (a new list unless one is given) and what it nulled."""
+        out = Changed(record)
+        if changes is not None:
+            out.changes = changes
+        found = out.changes
         for key, exact, convert in self._fields:
             value = out.get(key, _ABSENT)
             if type(value) is exact or value is None or value is _ABSENT:
                 continue
-            out[key] = convert(value)
+            out[key] = convert(value, found)
         return out
 
     def report(self) -> list[str]:
@@ -145,16 +236,17 @@ class Conformer:
         if kind == "array":
             items = self._compile(node.get("items") or {}, f"{path}[]")
             if items is None:
-                return list, _not_a_list(nulled)
-            return None, _array_converter(*items, nulled)
+                return list, _lone_item
+            return None, _array_converter(path, *items)
         exact, convert = _SCALARS[kind]
         return exact, _scalar_converter(convert, nulled)
 
-    def _counter(self, path: str, kind: str) -> Callable[[Any], None]:
+    def _counter(self, path: str, kind: str) -> Callable[[Any, list[FieldChange]], None]:
         """The function that counts one value of `path` set to null (and keeps a few as examples)."""
         self._nouns[path] = _NOUNS[kind]
 
-        def nulled(value: Any) -> None:
+        def nulled(value: Any, changes: list[FieldChange]) -> None:
+            changes.append((path, Change.NULLED))  # an item's `[]` is given its index by its list
             example = _example(value)
             with self._lock:
                 self._nulled[path] = self._nulled.get(path, 0) + 1
@@ -191,6 +283,7 @@ def _kind(node: Any, path: str, stream: str) -> str | None:
 # ------------------------------------------------------------------------------- converters
 # Each returns the converted value, or _FAILED for a value it cannot convert. They are called only
 # with a value that is present, not null and not already of the exact type that needs nothing.
+# The compiled converters below wrap them: they set what fails to null and add its change.
 
 _FAILED: Any = object()
 
@@ -271,28 +364,31 @@ _SCALARS: dict[str, tuple[type, Convert]] = {
 }
 
 
-def _scalar_converter(convert: Convert, nulled: Callable[[Any], None]) -> Convert:
-    def conform(value: Any) -> Any:
+Nulled = Callable[[Any, list[FieldChange]], None]
+
+
+def _scalar_converter(convert: Callable[[Any], Any], nulled: Nulled) -> Convert:
+    def conform(value: Any, changes: list[FieldChange]) -> Any:
         converted = convert(value)
         if converted is _FAILED:
-            nulled(value)
+            nulled(value, changes)
             return None
         return converted
 
     return conform
 
 
-def _object_converter(fields: tuple[Field, ...], nulled: Callable[[Any], None]) -> Convert:
-    def conform(value: Any) -> Any:
+def _object_converter(fields: tuple[Field, ...], nulled: Nulled) -> Convert:
+    def conform(value: Any, changes: list[FieldChange]) -> Any:
         if not isinstance(value, dict):
-            nulled(value)
+            nulled(value, changes)
             return None
         copy = None
         for key, exact, convert in fields:
             item = value.get(key, _ABSENT)
             if type(item) is exact or item is None or item is _ABSENT:
                 continue
-            converted = convert(item)
+            converted = convert(item, changes)
             if converted is not item:
                 if copy is None:
                     copy = dict(value)
@@ -302,16 +398,21 @@ def _object_converter(fields: tuple[Field, ...], nulled: Callable[[Any], None]) 
     return conform
 
 
-def _array_converter(exact: type | None, convert: Convert, nulled: Callable[[Any], None]) -> Convert:
-    def conform(value: Any) -> Any:
-        if not isinstance(value, list):
-            nulled(value)
-            return None
+def _array_converter(path: str, exact: type | None, convert: Convert) -> Convert:
+    """A list's converter: each item by `convert`; a lone item (not a list) is a list of one."""
+    template = f"{path}[]"  # the compiled path of an item, given its index here
+
+    def conform(value: Any, changes: list[FieldChange]) -> Any:
         copy = None
+        if not isinstance(value, list):
+            value = copy = [value]
         for index, item in enumerate(value):
             if type(item) is exact or item is None:
                 continue
-            converted = convert(item)
+            mark = len(changes)
+            converted = convert(item, changes)
+            if len(changes) > mark:
+                _indexed(changes, mark, template, f"{path}[{index}]")
             if converted is not item:
                 if copy is None:
                     copy = list(value)
@@ -321,16 +422,17 @@ def _array_converter(exact: type | None, convert: Convert, nulled: Callable[[Any
     return conform
 
 
-def _not_a_list(nulled: Callable[[Any], None]) -> Convert:
-    """An array whose items have no type: a list is kept as it is (it reaches here only if not exactly a list)."""
+def _indexed(changes: list[FieldChange], mark: int, template: str, at: str) -> None:
+    """The changes from `mark` on, made inside one item, with the item's `[]` made its index."""
+    for number in range(mark, len(changes)):
+        field, change = changes[number]
+        if field.startswith(template):
+            changes[number] = (at + field[len(template) :], change)
 
-    def conform(value: Any) -> Any:
-        if isinstance(value, list):
-            return value
-        nulled(value)
-        return None
 
-    return conform
+def _lone_item(value: Any, changes: list[FieldChange]) -> Any:
+    """An array whose items have no type: a list is kept as it is, a lone item is a list of one."""
+    return value if isinstance(value, list) else [value]
 
 
 def _example(value: Any) -> str:

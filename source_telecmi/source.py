@@ -40,7 +40,7 @@ from source_telecmi.audit import SYNC_AUDIT, Audit
 from source_telecmi.config import ConfigError, TelecmiConfig, upgraded
 from source_telecmi.partitions import Skipped
 from source_telecmi.platforms import CALL_LISTS, LISTS, ListRow
-from source_telecmi.records import Conformer
+from source_telecmi.records import Conformer, RecordQueue, take_changes
 from source_telecmi.secrets import one_line
 from source_telecmi.state import only_stream_states, unreadable_state
 from source_telecmi.streams import Wiring, audit_stream, declared
@@ -155,7 +155,7 @@ class SourceTelecmi(Source):
         state: Optional[list[AirbyteStateMessage]] = None,
     ) -> Iterator[AirbyteMessage]:
         settings = TelecmiConfig.parse(config)
-        queue: Queue[Any] = Queue(maxsize=QUEUE_SIZE)
+        queue: Queue[Any] = RecordQueue(maxsize=QUEUE_SIZE)  # a record's changes reach its meta (records.py)
         messages = ConcurrentMessageRepository(queue, InMemoryMessageRepository())
         self._message_repository = messages
         state_manager = ConnectorStateManager(state=state)
@@ -221,6 +221,7 @@ class SourceTelecmi(Source):
         )
         by_name = {stream.name: stream for stream in streams}
         for message in concurrent.read(list(streams)):
+            take_changes(message)  # a RECORD's changes, carried in its data, become its meta.changes
             if audit.take(message):
                 continue
             if message.type == Type.TRACE and message.trace.type == TraceType.ERROR:

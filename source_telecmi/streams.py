@@ -23,8 +23,8 @@ from source_telecmi.config import ConfigError, TelecmiConfig
 from source_telecmi.partitions import FullRefreshWindows, OnePartition, Skipped, WholeListPartition, WindowPartitions
 from source_telecmi.platforms import DAILY, SINGLE, ListRow
 from source_telecmi.reading import Lister
-from source_telecmi.records import Conformer
-from source_telecmi.secrets import without_secrets
+from source_telecmi.records import NULLED, Conformer
+from source_telecmi.secrets import replace_secrets, without_secrets
 from source_telecmi.state import WindowCursor, readable_state
 from source_telecmi.telecmi import TelecmiApi
 from source_telecmi.timeline import WindowPlanner, day_of, instant_of, iso_ms, ranges_to_read
@@ -53,14 +53,19 @@ def shaper(row: ListRow, conform: Conformer) -> Callable[[dict[str, Any], Option
     key = row.primary_key[0] if row.primary_key else None
 
     def shape(record: dict[str, Any], instant: Optional[int]) -> dict[str, Any]:
-        out = without_secrets(record)
+        changes: list[Any] = []  # every value changed on the way: the record's meta.changes (records.py)
+        out = without_secrets(record, changes=changes)
         if key and row.key_from and out.get(key) is None and out.get(row.key_from) is not None:
             out[key] = str(out[row.key_from])  # India's id, so every platform keys on the same field
         if row.windowed and row.cursor:
+            if instant is None and out.get(row.cursor) is not None:
+                changes.append((row.cursor, NULLED))  # a time read in no form: null, and said so on the row
             out[row.cursor] = instant
             out[STARTED_AT] = iso_ms(instant) if instant is not None else None
         out.update(row.constants)
-        return conform(out)
+        shaped = conform(out, changes)
+        replace_secrets(shaped, changes)
+        return shaped
 
     return shape
 

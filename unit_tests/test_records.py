@@ -1,17 +1,24 @@
-"""The Conformer: every declared field in its declared type, every value it cannot convert counted."""
+"""The Conformer: every declared field in its declared type, every value it cannot convert counted and declared on
+its record (meta.changes)."""
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import threading
 import time
 from typing import Any
 
 import pytest
+from airbyte_cdk.entrypoint import AirbyteEntrypoint
+from airbyte_cdk.models import AirbyteLogMessage, AirbyteMessage, Level, Type
+from airbyte_cdk.models.airbyte_protocol import Change, Reason
+from airbyte_cdk.sources.types import Record
+from airbyte_cdk.sources.utils.record_helper import stream_data_to_airbyte_message
 from airbyte_cdk.sources.utils.schema_helpers import ResourceSchemaLoader
 
-from source_telecmi.records import Conformer
+from source_telecmi.records import Conformer, RecordQueue, meta_of, take_changes
 
 ABSENT = object()
 
@@ -268,30 +275,92 @@ def test_a_wrong_shape_is_set_to_null_and_counted_under_its_path():
         {
             "sip": {"domain": "d", "port": "NA", "codec": "pcmu"},
             "notes": [{"date": "yesterday"}, "a note as a string", {"date": 12.5}],
-            "tags": "one,two",
-            "raw": {"not": "a list"},
-            "grid": [[1, "x"], 3],
+            "tags": ["one", {"two": 2}],
+            "grid": [[1, "x"], [2, [3]]],
         }
     )
     assert out == {
         "sip": {"domain": "d", "port": None, "codec": None},
         "notes": [{"date": None}, None, {"date": None}],
-        "tags": None,
-        "raw": None,
-        "grid": [[1, None], None],
+        "tags": ["one", None],
+        "grid": [[1, None], [2, None]],
     }
     assert conformer.nulled == {
         "sip.port": 1,
         "sip.codec": 1,
         "notes[]": 1,
         "notes[].date": 2,
-        "tags": 1,
-        "raw": 1,
-        "grid[]": 1,
-        "grid[][]": 1,
+        "tags[]": 1,
+        "grid[][]": 2,
     }
-    conformer({"sip": 5})
+    assert out.changes == [
+        ("sip.port", Change.NULLED),
+        ("sip.codec", Change.NULLED),
+        ("notes[0].date", Change.NULLED),
+        ("notes[1]", Change.NULLED),
+        ("notes[2].date", Change.NULLED),
+        ("tags[1]", Change.NULLED),
+        ("grid[0][1]", Change.NULLED),
+        ("grid[1][1]", Change.NULLED),
+    ]
+    sip = conformer({"sip": 5})
     assert conformer.nulled["sip"] == 1
+    assert sip == {"sip": None} and sip.changes == [("sip", Change.NULLED)]
+
+
+def test_a_lone_item_where_a_list_belongs_is_a_list_of_one_converted_by_the_items_schema():
+    conformer = Conformer("s", NESTED)
+    note = {"date": "1764547200000", "agent": 101, "msg": "call back"}
+    out = conformer({"notes": note, "tags": 7, "raw": {"not": "a list"}, "grid": [[1], 3]})
+    assert out == {
+        "notes": [{"date": 1764547200000, "agent": "101", "msg": "call back"}],
+        "tags": ["7"],
+        "raw": [{"not": "a list"}],
+        "grid": [[1], [3]],
+    }
+    assert out.changes == [] and conformer.nulled == {}
+    assert note == {"date": "1764547200000", "agent": 101, "msg": "call back"}, "the note given is not changed"
+    # The lone item's own values are converted, and declared, like any item's: it is item 0.
+    out = conformer({"notes": {"date": "soon", "agent": "101_1111112"}, "tags": {"a": 1}})
+    assert out == {"notes": [{"date": None, "agent": "101_1111112"}], "tags": [None]}
+    assert out.changes == [("notes[0].date", Change.NULLED), ("tags[0]", Change.NULLED)]
+    assert conformer.nulled == {"notes[].date": 1, "tags[]": 1}
+
+
+def test_a_lone_note_of_every_call_stream_is_a_list_of_one():
+    for stream in (
+        "incoming_answered_calls",
+        "incoming_missed_calls",
+        "outgoing_answered_calls",
+        "outgoing_missed_calls",
+    ):
+        conformer = Conformer(stream, ResourceSchemaLoader("source_telecmi").get_schema(stream))
+        note = {"msg": "Asked for a callback", "date": 1764547200999, "agent": "101_1111112"}
+        out = conformer({**right_call(), "notes": note})
+        assert out["notes"] == [note] and out.changes == [], stream
+
+
+def test_changes_are_listed_once_per_value_with_the_index_of_each_item_at_every_depth():
+    conformer = Conformer("s", NESTED)
+    record = {"notes": [{"date": 1}, None, {"date": "x"}, {"date": "y"}], "grid": [[1, 2], ["a", 3, "b"]], "rate": "NA"}
+    out = conformer(record)
+    assert out.changes == [
+        ("notes[2].date", Change.NULLED),
+        ("notes[3].date", Change.NULLED),
+        ("grid[1][0]", Change.NULLED),
+        ("grid[1][2]", Change.NULLED),
+    ]
+    assert "rate" not in dict(out.changes), "an undeclared field is kept as it is: no change"
+    given: list = [("password", Change.NULLED)]
+    assert conformer({"tags": [{}]}, given).changes is given
+    assert given == [("password", Change.NULLED), ("tags[0]", Change.NULLED)]
+
+
+def test_a_record_without_changes_has_an_empty_list_and_compares_as_the_dict_it_is():
+    conformer = Conformer("s", NESTED)
+    out = conformer({"tags": ["a"]})
+    assert out == {"tags": ["a"]} and out.changes == []
+    assert isinstance(out, dict) and dict(out) == {"tags": ["a"]}
 
 
 def test_the_input_is_never_modified():
@@ -461,3 +530,107 @@ def test_speed_is_printed_not_asserted():
         for _ in range(count):
             conformer(record)
         print(f"\nConformer, {label}: {count / (time.perf_counter() - started):,.0f} records/s on one core")
+
+
+def test_each_record_has_its_own_changes_when_many_threads_share_one_conformer():
+    conformer = Conformer("s", NESTED)
+    threads, per_thread = 8, 500
+    results: list[list[Any]] = [[] for _ in range(threads)]
+    start = threading.Barrier(threads)
+
+    def work(number: int) -> None:
+        start.wait()
+        for n in range(per_thread):
+            bad = number % 3  # which note is wrong differs per thread
+            notes = [{"date": 1}, {"date": 2}, {"date": 3}]
+            notes[bad] = {"date": f"wrong {number} {n}"}
+            results[number].append(conformer({"notes": notes}).changes)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for number, changes in enumerate(results):
+        assert all(c == [(f"notes[{number % 3}].date", Change.NULLED)] for c in changes), number
+    assert conformer.nulled == {"notes[].date": threads * per_thread}
+
+
+# --------------------------------------------------------------------- changes to the message's meta
+
+
+def through_the_cdk(record: Record) -> AirbyteMessage:
+    """What the CDK does with a record taken from the queue (concurrent_read_processor.on_record), then `_read_one`."""
+    queue = RecordQueue()
+    queue.put(record)
+    taken = queue.get_nowait()
+    message = stream_data_to_airbyte_message(stream_name=taken.stream_name, data_or_message=taken.data)
+    take_changes(message)
+    return message
+
+
+def test_a_records_changes_reach_its_message_as_meta_changes():
+    conformer = Conformer("s", NESTED)
+    shaped = conformer({"notes": {"date": "soon"}, "sip": {"port": "NA"}}, [("password", Change.NULLED)])
+    message = through_the_cdk(Record(data=shaped, stream_name="users"))
+    assert message.record.data == {"notes": [{"date": None}], "sip": {"port": None}}
+    assert all(isinstance(key, str) for key in message.record.data)
+    line = json.loads(AirbyteEntrypoint.airbyte_message_to_string(message))
+    assert line["record"]["meta"] == {
+        "changes": [
+            {"field": "password", "change": "NULLED", "reason": "SOURCE_SERIALIZATION_ERROR"},
+            {"field": "sip.port", "change": "NULLED", "reason": "SOURCE_SERIALIZATION_ERROR"},
+            {"field": "notes[0].date", "change": "NULLED", "reason": "SOURCE_SERIALIZATION_ERROR"},
+        ]
+    }
+    assert shaped == {"notes": [{"date": None}], "sip": {"port": None}}, "the shaped record is not changed"
+
+
+def test_a_record_without_changes_has_no_meta_and_passes_the_queue_as_it_is():
+    shaped = Conformer("s", NESTED)({"tags": ["a"]})
+    record = Record(data=shaped, stream_name="s")
+    queue = RecordQueue()
+    queue.put(record)
+    assert queue.get_nowait() is record
+    message = through_the_cdk(record)
+    assert message.record.meta is None
+    assert "meta" not in json.loads(AirbyteEntrypoint.airbyte_message_to_string(message))["record"]
+    plain = through_the_cdk(Record(data={"a": 1}, stream_name="s"))  # a record no shaper made
+    assert plain.record.data == {"a": 1} and plain.record.meta is None
+
+
+def test_other_messages_pass_take_changes_untouched():
+    log = AirbyteMessage(type=Type.LOG, log=AirbyteLogMessage(level=Level.INFO, message="hello"))
+    take_changes(log)
+    assert log.log.message == "hello"
+    queue = RecordQueue()
+    queue.put(log, block=False)
+    assert queue.get_nowait() is log
+
+
+def test_meta_of_lists_every_change_with_the_protocols_reason():
+    meta = meta_of([("rate", Change.NULLED), ("recording_url", Change.TRUNCATED)])
+    assert [(c.field, c.change, c.reason) for c in meta.changes] == [
+        ("rate", Change.NULLED, Reason.SOURCE_SERIALIZATION_ERROR),
+        ("recording_url", Change.TRUNCATED, Reason.SOURCE_SERIALIZATION_ERROR),
+    ]
+
+
+def test_the_shaper_declares_every_change_it_and_the_conformer_make_and_no_other():
+    from source_telecmi.platforms import LISTS
+    from source_telecmi.streams import schema_of, shaper
+
+    rows = {row.stream: row for row in LISTS}
+    row = rows["incoming_answered_calls"]
+    shape = shaper(row, Conformer(row.stream, schema_of(row.stream)))
+    at = 1764547200123
+    shaped = shape({"cmiuid": "c-1", "time": "sometime", "rate": "NA", "token": "call-token-1", "notes": {}}, None)
+    assert shaped.get("time") is None and shaped["notes"] == [{}]
+    assert shaped.changes == [("token", Change.NULLED), ("time", Change.NULLED), ("rate", Change.NULLED)]
+    shaped = shape({"cmiuid": "c-2", "time": str(at), "rate": "0.5"}, at)
+    assert shaped["time"] == at and shaped.changes == [], "a time read in another form is no change"
+    shaped = shape({"cmiuid": "c-3"}, None)
+    assert shaped.changes == [], "a time TeleCMI did not send is not one the connector nulled"
+    users = rows["users"]
+    user = shaper(users, Conformer("users", schema_of("users")))({"agent_id": "101_1", "password": "p"}, None)
+    assert user == {"agent_id": "101_1"} and user.changes == [("password", Change.NULLED)]

@@ -1,20 +1,26 @@
 """Secrets: which fields hold one, every form a secret takes in output, and masking as the last step."""
 
 import json
+import re
 import threading
-from urllib.parse import quote
+import time
+from urllib.parse import quote, quote_plus
 
 import pytest
+from airbyte_cdk.models.airbyte_protocol import Change
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 
 from source_telecmi.secrets import (
     MASK,
     PARTIAL_MS,
+    RECORD_SHORTEST,
+    _any_of,
     forms_of,
     mask,
     one_line,
     register_named,
     register_secret,
+    replace_secrets,
     secret_named,
     without_secrets,
 )
@@ -350,3 +356,207 @@ def test_register_named_of_values_that_are_no_objects():
     register_named([[{"secret": "deep-in-lists-1"}], 3, None])
     register_named("text")
     assert mask("deep-in-lists-1") == MASK
+
+
+def test_without_secrets_lists_each_field_it_drops_with_its_path():
+    agent = {
+        "agent_id": "101_1111112",
+        "password": "pw-of-user-1",
+        "sip": {"domain": "sip.example", "password": "sip-pw-1", "creds": [{"pin": "98765432"}, {"pin": None}]},
+        "devices": [{"id": 1, "apiToken": "device-token-1"}, "a phone", {"id": 2, "pin": ""}],
+        "settings": {"voicemail_pin": 12345678, "secrets": {"a": "b"}},
+        "token": None,
+    }
+    changes: list = []
+    kept = without_secrets(agent, changes=changes)
+    assert kept == {
+        "agent_id": "101_1111112",
+        "sip": {"domain": "sip.example", "creds": [{}, {}]},
+        "devices": [{"id": 1}, "a phone", {"id": 2}],
+        "settings": {},
+    }
+    assert changes == [
+        ("password", Change.NULLED),
+        ("sip.password", Change.NULLED),
+        ("sip.creds[0].pin", Change.NULLED),
+        ("devices[0].apiToken", Change.NULLED),
+        ("devices[2].pin", Change.NULLED),
+        ("settings.voicemail_pin", Change.NULLED),
+        ("settings.secrets", Change.NULLED),
+    ], "a field that held null lost nothing: not listed"
+    assert without_secrets({"password": "x"}) == {}, "without a list, nothing is listed"
+
+
+# ------------------------------------------------------------------------------ secrets in records
+
+APP_SECRET = 's3cr t/+&"\\é-integration-9f'  # every character class an encoding changes
+APP_ID = "1111112"
+
+
+def encodings(secret):
+    """Every form of `secret` a record value may hold it in."""
+    percent = quote(secret, safe="")
+    forms = {
+        "plain": secret,
+        "quote": percent,
+        "quote, lower-case escapes": re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), percent),
+        "quote, slashes kept": quote(secret),
+        "quote_plus": quote_plus(secret),
+        "quote, + for spaces": percent.replace("%20", "+"),
+        "json": json.dumps(secret)[1:-1],
+        "json, upper-case hex": re.sub(
+            r"\\u([0-9a-f]{4})", lambda m: "\\u" + m.group(1).upper(), json.dumps(secret)[1:-1]
+        ),
+        "json, not ascii": json.dumps(secret, ensure_ascii=False)[1:-1],
+        "json twice": json.dumps(json.dumps(secret)[1:-1])[1:-1],
+        "json twice, not ascii": json.dumps(json.dumps(secret, ensure_ascii=False)[1:-1], ensure_ascii=False)[1:-1],
+        "json of a slash": json.dumps(secret)[1:-1].replace("/", "\\/"),
+    }
+    return forms
+
+
+def play_url(secret_form):
+    return f"https://rest.telecmi.com/v2/play?appid={APP_ID}&secret={secret_form}&file=1764547200123_0a1b.mp3"
+
+
+@pytest.mark.parametrize("form", sorted(encodings(APP_SECRET)))
+def test_a_secret_inside_a_record_value_is_replaced_in_every_encoding(form):
+    register_secret(APP_SECRET)
+    register_secret(APP_ID)
+    value = play_url(encodings(APP_SECRET)[form])
+    record = {"cmiuid": "c-1", "agent": f"101_{APP_ID}", "recording_url": value, "time": 1764547200123}
+    changes: list = []
+    replace_secrets(record, changes)
+    assert record == {
+        "cmiuid": "c-1",
+        "agent": f"101_{APP_ID}",
+        "recording_url": play_url(MASK),
+        "time": 1764547200123,
+    }
+    assert changes == [("recording_url", Change.TRUNCATED)]
+
+
+def test_secrets_are_replaced_at_any_depth_and_nested_values_are_copied_not_changed():
+    register_secret(APP_SECRET)
+    token = "tok-9b1e77c0-run-time"  # a token obtained by login, registered when issued
+    register_secret(token)
+    notes = [{"msg": f"see {play_url(quote_plus(APP_SECRET))}", "agent": "101_1111112"}, {"msg": "fine"}]
+    record = {
+        "notes": notes,
+        "sip": {"url": f"sip:x?token={token}", "domain": "d"},
+        "tags": ["a", f"t={token}", 3],
+        "plain": "nothing here",
+    }
+    changes: list = []
+    replace_secrets(record, changes)
+    assert record["notes"] == [{"msg": f"see {play_url(MASK)}", "agent": "101_1111112"}, {"msg": "fine"}]
+    assert record["sip"] == {"url": "sip:x?token=****", "domain": "d"}
+    assert record["tags"] == ["a", "t=****", 3] and record["plain"] == "nothing here"
+    assert changes == [
+        ("notes[0].msg", Change.TRUNCATED),
+        ("sip.url", Change.TRUNCATED),
+        ("tags[1]", Change.TRUNCATED),
+    ]
+    assert APP_SECRET.split()[0] in notes[0]["msg"] or quote_plus(APP_SECRET) in notes[0]["msg"], "not in place"
+    assert record["notes"][1] is notes[1], "what holds no secret is not copied"
+
+
+def test_the_app_id_short_secrets_and_digits_stay_in_records():
+    register_secret(APP_ID)  # part of every agent id
+    register_secret("pw1234")  # shorter than RECORD_SHORTEST: masked in logs only
+    register_secret("48213377")  # a numeric PIN: the digits of phone numbers and instants
+    record = {
+        "agent": f"101_{APP_ID}",
+        "from": "919148213377",
+        "note": "pw1234 and 48213377",
+        "url": f"?appid={APP_ID}",
+    }
+    before = dict(record)
+    changes: list = []
+    replace_secrets(record, changes)
+    assert record == before and changes == []
+    assert len("pw1234") < RECORD_SHORTEST
+    assert mask(f"101_{APP_ID} pw1234") == f"101_{MASK} {MASK}", "masked in logs all the same"
+
+
+def test_a_value_with_a_piece_of_a_secret_but_not_all_of_it_is_kept():
+    register_secret(APP_SECRET)
+    record = {"a": "integration-9f", "b": quote(APP_SECRET[:-3], safe=""), "c": APP_SECRET.upper()}
+    before = dict(record)
+    changes: list = []
+    replace_secrets(record, changes)
+    assert record == before and changes == []
+
+
+def test_nothing_registered_nothing_looked_for():
+    record = {"a": "x", "b": [{"c": "y"}]}
+    changes: list = []
+    replace_secrets(record, changes)
+    assert record == {"a": "x", "b": [{"c": "y"}]} and changes == []
+
+
+def test_a_secret_registered_after_a_first_record_is_looked_for_in_the_next():
+    register_secret("first-secret-value-1")
+    record = {"a": "later-token-value-2"}
+    replace_secrets(record, [])
+    assert record == {"a": "later-token-value-2"}
+    register_secret("later-token-value-2")  # a login renewed its token
+    replace_secrets(record, changes := [])
+    assert record == {"a": MASK} and changes == [("a", Change.TRUNCATED)]
+
+
+def test_users_passwords_registered_from_a_users_page_are_replaced_among_hundreds():
+    users = [{"agent_id": f"{n}_1111112", "password": f"pw-{n}-{n * 7919:08x}"} for n in range(100, 600)]
+    register_named({"agents": users})
+    record = {"a": f"x {users[321]['password']} y", "b": "pw-321", "c": f"{users[0]['password']}"}
+    replace_secrets(record, changes := [])
+    assert record == {"a": f"x {MASK} y", "b": "pw-321", "c": MASK}
+    assert changes == [("a", Change.TRUNCATED), ("c", Change.TRUNCATED)]
+
+
+def test_the_longer_of_two_secrets_one_inside_the_other_is_replaced_whole():
+    register_secret("secret-abc-1")
+    register_secret("secret-abc-1-and-longer")
+    record = {"a": "secret-abc-1-and-longer / secret-abc-1"}
+    replace_secrets(record, [])
+    assert record == {"a": f"{MASK} / {MASK}"}
+
+
+def test_a_secret_without_a_character_every_encoding_keeps_is_still_found():
+    secret = "!@#$ %^&*()"
+    register_secret(secret)
+    for form in encodings(secret).values():
+        record = {"a": f"<{form}>"}
+        replace_secrets(record, changes := [])
+        assert record == {"a": f"<{MASK}>"} and changes == [("a", Change.TRUNCATED)], form
+
+
+def test_looking_for_no_secret_in_a_record_is_cheap():
+    """A benchmark of the look when there is nothing to find (`pytest -s` prints it); the bound is loose."""
+    register_secret(APP_SECRET)
+    register_secret("integration-token-5f2c9a")
+    record = {
+        "cmiuid": "5b8e3c1a-2f4d-4e0a-9a63-0c1d2e3f4a5b",
+        "time": 1764547200123,
+        "started_at": "2025-12-01T00:00:00.123Z",
+        "name": "unknown",
+        "from": "919200000000",
+        "to": "919876543210",
+        "agent": "101_1111112",
+        "filename": "1764547200123_0a1b2c3d.mp3",
+        "notes": [{"msg": "Customer asked for a callback tomorrow", "date": 1764547200999, "agent": "101_1111112"}],
+    }
+    count, started = 20_000, time.perf_counter()
+    for _ in range(count):
+        replace_secrets(record, [])
+    each = (time.perf_counter() - started) / count
+    print(f"\nreplace_secrets, nothing to find: {each * 1e6:.1f} µs a record")
+    assert each < 50e-6
+
+
+def test_the_pieces_looked_for_are_found_wherever_they_are():
+    pieces = ["abc", "abd", "ab", "xyz-1", "q", "long-piece-0123456"]
+    search = re.compile(_any_of(pieces)).search
+    for text in ["", "a", "b", "zab", "xyz-", "xyz-1", "Q", "q", "long-piece-012345", "long-piece-0123456", "a.b-c"]:
+        assert (search(text) is not None) == any(p in text for p in pieces), text
+    assert re.compile(_any_of(["a.b"])).search("axb") is None

@@ -12,6 +12,7 @@ import contextlib
 import http
 import json
 import random
+import re
 import selectors
 import socket
 import struct
@@ -28,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, NamedTuple, Self
+from urllib.parse import quote, quote_plus
 
 from .data import (
     ACCOUNT_ENDPOINTS,
@@ -647,6 +649,7 @@ _TIME_FORMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "float": lambda r: {**r, "time": float(r["time"])},
     "iso": lambda r: {**r, "time": _iso(r["time"])},
     "missing": lambda r: {k: v for k, v in r.items() if k != "time"},
+    "unreadable": lambda r: {**r, "time": "not a time"},
 }
 
 # answer transforms: they change the fresh answer dict in place, never a stored record
@@ -709,6 +712,59 @@ def _odd_rates(forms: tuple[Any, ...], every: int, answer: dict[str, Any]) -> No
     answer[key] = out
 
 
+def _lone_note(answer: dict[str, Any]) -> None:
+    """A call whose `notes` is a list of one note gets that note alone, an object instead of a list."""
+    key = _items_key(answer)
+    if key:
+        answer[key] = [
+            {**r, "notes": r["notes"][0]} if isinstance(r.get("notes"), list) and len(r["notes"]) == 1 else r
+            for r in answer[key]
+        ]
+
+
+# How `secret_in_record` writes the request's secret into a play URL.
+SECRET_FORMS: dict[str, Callable[[str], str]] = {
+    "plain": lambda s: s,
+    "quote": lambda s: quote(s, safe=""),
+    "quote_lower": lambda s: re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quote(s, safe="")),
+    "quote_plus": quote_plus,
+    "json": lambda s: json.dumps(s)[1:-1],
+}
+
+
+def secret_form_of(record: dict[str, Any], forms: tuple[str, ...]) -> str:
+    """Which of `forms` `secret_in_record` uses for a record (stable: crc32 of its id and time, like `odd_rates`)."""
+    return forms[_record_hash(record) % len(forms)]
+
+
+def play_url(appid: Any, secret: str, file: Any) -> str:
+    """A recording's play URL as TeleCMI builds it: the app id and secret (or a user's token) in its query."""
+    credentials = f"appid={appid}&secret={secret}" if appid is not None else f"token={secret}"
+    return f"https://rest.telecmi.com/v2/play?{credentials}&file={file}"
+
+
+def _fault_secret_in_record(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    secret = str(req.body.get("secret", req.body.get("token", "")))
+    forms = tuple(o.get("forms", ("plain", "quote", "quote_plus")))
+    req.transforms.append(partial(_secret_in_record, req.body.get("appid"), secret, forms, o.get("field")))
+    return False
+
+
+def _secret_in_record(
+    appid: Any, secret: str, forms: tuple[str, ...], field: str | None, answer: dict[str, Any]
+) -> None:
+    key = _items_key(answer)
+    if not key or not forms:
+        return
+    name = field or ("recording_url" if key == "cdr" else "url")
+    out = []
+    for rec in answer[key]:
+        encoded = SECRET_FORMS[secret_form_of(rec, forms)](secret)
+        file = rec.get("filename") or rec.get("voicename") or "call.mp3"
+        out.append({**rec, name: play_url(appid, encoded, file)})
+    answer[key] = out
+
+
 def _string_code(answer: dict[str, Any]) -> None:
     if isinstance(answer.get("code"), int):
         answer["code"] = str(answer["code"])
@@ -758,13 +814,15 @@ _FAULT_HANDLERS: dict[str, Callable[[Simulator, _Req, dict[str, Any]], bool]] = 
     "odd_rates": _transform(
         lambda o: partial(_odd_rates, tuple(o.get("forms", ("", "NA"))), max(1, int(o.get("every", 3))))
     ),
+    "lone_note": _transform(lambda o: _lone_note),
+    "secret_in_record": _fault_secret_in_record,
 }
 FAULTS = frozenset(_FAULT_HANDLERS)
 # Faults that only make sense on a list of records (calls, voicemails): with endpoint=None
 # they skip other paths (marked *calls* in the README).
 _CDR_ONLY_FAULTS = frozenset(
     {"ignore_page", "inflate_count", "short_page", "shuffle_ties", "time_as", "surrogate", "bad_utf8", "odd_rates"}
-)
+) | {"lone_note", "secret_in_record"}
 
 
 class _Fault:
