@@ -17,6 +17,8 @@ TEST_REQUIREMENTS = [
     "airbyte-protocol-models-pdv2>=0.17,<1",
     # The docs' warehouse SQL, run on a real sync loaded into DuckDB (integration_tests/test_audit_sql.py).
     "duckdb>=1.1,<3",
+    # A real audio library opens the recordings the simulator serves and the connector delivers.
+    "mutagen>=1.47,<2",
 ]
 
 setup(

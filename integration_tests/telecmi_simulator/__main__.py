@@ -1,7 +1,8 @@
 """CLI: ``python -m integration_tests.telecmi_simulator [--port 0 --port-file F ...]``.
 
-Serves generated call records (every path: user-level, account-wide and India) and users
-in the foreground until SIGTERM/SIGINT.
+Serves generated call records (every path: user-level, account-wide and India), voicemails
+(global and India), users, and the audio of every answered call's recording and every voicemail
+(``GET /v2/play``, ``/v1/play``), in the foreground until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -14,12 +15,34 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 
 from . import DEFAULT_PASSWORD, DEFAULT_TOKEN, DEFAULT_USER_ID
-from .data import CDR_ENDPOINTS, DEFAULT_APP_ID, DEFAULT_APP_SECRET, generate_agents, generate_calls, normalize_endpoint
+from .audio import default_size
+from .data import (
+    CDR_ENDPOINTS,
+    DEFAULT_APP_ID,
+    DEFAULT_APP_SECRET,
+    GLOBAL_VOICEMAIL,
+    INDIA_VOICEMAIL,
+    generate_agents,
+    generate_calls,
+    generate_voicemails,
+    normalize_endpoint,
+)
 from .server import RATE_LIMIT_FORMS, Simulator
 
 DEFAULT_END = "2026-01-01T00:00:00Z"
+DEFAULT_RECORDING_KB = "20-200"
+
+
+def _parse_kb(text: str) -> tuple[int, int]:
+    """``"N"`` or ``"LO-HI"`` (KiB) -> (lo, hi) in bytes; ValueError otherwise."""
+    lo, sep, hi = text.strip().partition("-")
+    low, high = int(lo), int(hi) if sep else int(lo)
+    if not 0 < low <= high:
+        raise ValueError(text)
+    return low * 1024, high * 1024
 
 
 def _parse_end(text: str) -> int:
@@ -68,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"app credentials (default {DEFAULT_APP_ID}:{DEFAULT_APP_SECRET})",
     )
     p.add_argument("--agents", type=int, default=12, help="users in the users lists (of the first app)")
+    p.add_argument("--voicemails", type=int, default=30, help="voicemails per platform (global, India)")
+    p.add_argument(
+        "--recording-kb",
+        default=DEFAULT_RECORDING_KB,
+        metavar="N|LO-HI",
+        help=f"size of each recording in KiB, or a range each file's size is chosen in by its name ({DEFAULT_RECORDING_KB})",
+    )
     p.add_argument("--page-cap", type=int, help="serve at most N records per page")
     p.add_argument("--rate-limit", type=float, help="requests/s allowed (token bucket)")
     p.add_argument("--rate-limit-form", choices=sorted(RATE_LIMIT_FORMS), default="retry_after")
@@ -108,10 +138,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"invalid --app {spec!r} (want ID:SECRET, ID digits)", file=sys.stderr)
             return 2
         apps[int(app_id)] = secret
+    try:
+        lo, hi = _parse_kb(args.recording_kb)
+    except ValueError:
+        print(f"invalid --recording-kb {args.recording_kb!r} (want N or LO-HI, KiB, 0 < LO <= HI)", file=sys.stderr)
+        return 2
+    if args.voicemails < 0:
+        print(f"invalid --voicemails {args.voicemails} (want 0 or more)", file=sys.stderr)
+        return 2
     tokens = args.token or [DEFAULT_TOKEN]
     calls = {
         ep: generate_calls(args.calls, start_ms, end_ms, args.seed, ep, notes_ratio=args.notes_ratio)
         for ep in endpoints
+    }
+    voicemails = {
+        path: generate_voicemails(args.voicemails, start_ms, end_ms, args.seed, india=path == INDIA_VOICEMAIL)
+        for path in (GLOBAL_VOICEMAIL, INDIA_VOICEMAIL)
     }
 
     # A plain flag, not threading.Event: Event.set() from a signal handler can
@@ -126,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sim = Simulator(
         calls=calls,
+        voicemails=voicemails,
+        recording_sizes=partial(default_size, lo=lo, hi=hi),
         users=users,
         tokens=tokens,
         apps=apps,
@@ -148,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             f"TeleCMI simulator on {sim.base_url} ({args.calls} calls per endpoint, "
             f"{len(endpoints)} endpoints, {args.days:g} days to "
             f"{end_iso:%Y-%m-%dT%H:%M:%SZ}, window ms [{start_ms}, {end_ms}], "
-            f"seed {args.seed}, tokens {','.join(tokens)}, users "
+            f"seed {args.seed}, {args.voicemails} voicemails per platform, "
+            f"recordings of {args.recording_kb} KiB, tokens {','.join(tokens)}, users "
             f"{','.join(users)}, apps {','.join(map(str, apps))}, {args.agents} agents, "
             f"errors in {args.error_placement}, "
             f"{args.edges} edges, latency {args.latency_ms:g} ms)",

@@ -19,6 +19,7 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 import zlib
 from collections import deque
@@ -31,6 +32,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple, Self
 from urllib.parse import quote, quote_plus
 
+from .audio import audio_chunks, audio_sha256, audio_size, content_type
 from .data import (
     ACCOUNT_ENDPOINTS,
     CDR_ENDPOINTS,
@@ -52,6 +54,9 @@ INDIA_BALANCE_PATH = "/v1/balance"
 USERS_V3_PATH = "/v3/user/list"
 USERS_V2_PATH = "/v2/user/list"
 INDIA_USERS_PATH = "/v1/agent/list"
+PLAY_PATH = "/v2/play"  # GET: a recording's audio (global)
+INDIA_PLAY_PATH = "/v1/play"  # GET: India's
+PLAY_PATHS: tuple[str, ...] = (PLAY_PATH, INDIA_PLAY_PATH)
 
 MSG_LOGIN_OK = "Login successful"
 MSG_LOGIN_FAILED = "Invalid user id or password, authentication failed"
@@ -62,6 +67,8 @@ MSG_PARAM_MISSING = "Parameter missing"
 MSG_FORBIDDEN = "You are not authorized to access this resource"
 MSG_INTERNAL = "Internal server error"
 MSG_TOO_MANY = "Too many requests, please try again later"
+MSG_PLAY_AUTH = "Invalid app id or secret"
+MSG_FILE_NOT_FOUND = "File not found"
 
 DEFAULT_LIMIT = 10
 BODIES_CAP = 200_000  # also bounds stats.request_times
@@ -218,6 +225,9 @@ class Stats:
             self.last_request_time: float | None = None  # the latest arrival, even past the cap
             self.faults_served = 0
             self.rate_limited = 0  # 429s served by the rate limiter (not by faults)
+            self.files_served: list[str] = []  # play: each file sent whole, in order (first BODIES_CAP)
+            self.bytes_sent = 0  # play: audio bytes written, whole files or not
+            self.unpublished_served = 0  # play: 502 envelopes for files not yet published
 
     def bodies_for(self, path: str) -> list[dict[str, Any]]:
         """The recorded bodies sent to one path (``"out_missed"`` or a full path)."""
@@ -253,6 +263,18 @@ class Stats:
     def _count(self, name: str) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
+
+    def _sent(self, n: int) -> None:
+        with self._lock:
+            self.bytes_sent += n
+
+    def _served(self, name: str, undo: bool = False) -> None:
+        with self._lock:
+            if undo:
+                if name in self.files_served:
+                    del self.files_served[len(self.files_served) - 1 - self.files_served[::-1].index(name)]
+            elif len(self.files_served) < BODIES_CAP:
+                self.files_served.append(name)
 
     def __repr__(self) -> str:
         return (
@@ -786,6 +808,116 @@ def _fault_bad_utf8(sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
     return False
 
 
+# --------------------------------------------------------------------------- play (recordings)
+
+#: What play answers, HTTP 200, for a file TeleCMI has not published yet: 42 bytes of JSON.
+UNPUBLISHED_ENVELOPE = _dumps({"code": 502, "msg": "Internal Server Error"})
+#: ``play_content_type``'s default: the type the file's name says (audio/wav, else audio/mpeg).
+BY_NAME = "by_name"
+#: ``play_content_length``: True (Content-Length), False or "chunked" (chunked), "close" (neither: ends at close).
+PLAY_FRAMINGS = (True, False, "chunked", "close")
+# Faults of how a file goes out: with endpoint=None they match only the play paths.
+PLAY_FAULTS = frozenset({"truncate", "reset_mid_file", "slow_body", "envelope_as_audio"})
+# The lists whose files each play path serves: global (user-level and account-wide), India.
+_GLOBAL_RECORDING_PATHS: tuple[str, ...] = (*USER_ENDPOINTS, *ACCOUNT_ENDPOINTS, GLOBAL_VOICEMAIL)
+_INDIA_RECORDING_PATHS: tuple[str, ...] = (*INDIA_ENDPOINTS, INDIA_VOICEMAIL)
+
+
+class Recording(NamedTuple):
+    """A file a play path serves."""
+
+    name: str
+    kind: str  # "call", "voicemail", or "added" (Simulator(recordings=...), add_recordings)
+    path: str | None  # the list holding it (None for an added name)
+    size: int  # bytes, as served
+    content_type: str  # by its name
+
+
+def _play_query(target: str) -> tuple[dict[str, str], bytes]:
+    """The query parameters of a request target (the first value of each) and the raw query."""
+    query = target.partition("?")[2]
+    params: dict[str, str] = {}
+    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        params.setdefault(key, value)
+    return params, query.encode()
+
+
+def _recording_name(path: str, rec: dict[str, Any]) -> str | None:
+    """The file a stored record has: a voicemail's `voicename`; a call's `filename` if `record` is true."""
+    if path in VOICEMAIL_PATHS:
+        name = rec.get("voicename")
+    elif rec.get("record") in ("true", True):
+        name = rec.get("filename")
+    else:
+        return None
+    return name if isinstance(name, str) and name else None
+
+
+def _send_audio(sim: Simulator, req: _Req, name: str, size: int, fault: str, o: dict[str, Any]) -> None:
+    """The file's bytes in pieces, framed as ``play_content_length`` says, maybe cut or slowed by a fault."""
+    h, stats = req.h, sim.stats
+    if fault == "envelope_as_audio":  # an audio type, the not-yet-published JSON as its body
+        h.respond(200, UNPUBLISHED_ENVELOPE, content_type(name))
+        return
+    framing = sim.play_content_length
+    chunked = framing is False or framing == "chunked"
+    h.send_response(200)
+    ctype = content_type(name) if sim.play_content_type == BY_NAME else sim.play_content_type
+    if ctype is not None:
+        h.send_header("Content-Type", ctype)
+    if framing is True:
+        h.send_header("Content-Length", str(size))
+    elif chunked:
+        h.send_header("Transfer-Encoding", "chunked")
+    else:
+        h.send_header("Connection", "close")
+        h.close_connection = True
+    h.release()
+    h.end_headers()
+    cut = max(0, min(size, int(o.get("after_bytes", size // 2)))) if fault in ("truncate", "reset_mid_file") else None
+    rate = max(1.0, float(o.get("bytes_per_s", 16384))) if fault == "slow_body" else None
+    # Bytes and a whole file are counted right before they are written: a client that has read the
+    # last byte finds them in the stats. A write that fails takes its count back.
+    sent, start, whole, piece = 0, time.monotonic(), False, b""
+    try:
+        for chunk in audio_chunks(name, size):
+            if cut is not None:
+                chunk = chunk[: cut - sent]
+            step = len(chunk) if rate is None else max(1, int(rate / 20))
+            for i in range(0, len(chunk), step):
+                piece = chunk[i : i + step]
+                if rate is not None:
+                    time.sleep(max(0.0, start + sent / rate - time.monotonic()))
+                sent += len(piece)
+                stats._sent(len(piece))
+                if cut is None and not chunked and sent == size:
+                    whole = True
+                    stats._served(name)
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            if cut is not None and sent >= cut:
+                break
+        if cut is not None:  # FIN (truncate) or RST (reset_mid_file) where the body should go on
+            h.drop(reset=fault == "reset_mid_file")
+            return
+        if chunked:
+            whole, piece = True, b""
+            stats._served(name)
+            h.wfile.write(b"0\r\n\r\n")
+    except OSError:  # the client went away
+        h.close_connection = True
+        stats._sent(-len(piece))
+        if whole:
+            stats._served(name, undo=True)
+
+
+def _fault_play(name: str, sim: Simulator, req: _Req, o: dict[str, Any]) -> bool:
+    """A fault of how a file goes out; no effect on other paths."""
+    if req.h.command != "GET" or req.path not in PLAY_PATHS:
+        return False
+    sim._play(req, name, o)
+    return True
+
+
 _FAULT_HANDLERS: dict[str, Callable[[Simulator, _Req, dict[str, Any]], bool]] = {
     "429": _fault_429,
     "500": partial(_fault_http, 500),
@@ -802,6 +934,10 @@ _FAULT_HANDLERS: dict[str, Callable[[Simulator, _Req, dict[str, Any]], bool]] = 
     "echo_secret": _fault_echo_secret,
     "echo_cut": _fault_echo_cut,
     "trickle": _fault_trickle,
+    "truncate": partial(_fault_play, "truncate"),
+    "reset_mid_file": partial(_fault_play, "reset_mid_file"),
+    "slow_body": partial(_fault_play, "slow_body"),
+    "envelope_as_audio": partial(_fault_play, "envelope_as_audio"),
     "ignore_page": partial(_fault_flag, "ignore_page"),
     "shuffle_ties": partial(_fault_flag, "shuffle"),
     "inflate_count": _transform(lambda o: partial(_inflate, int(o.get("extra", 1000)))),
@@ -839,6 +975,8 @@ class _Fault:
     def matches(self, path: str, is_cdr: bool) -> bool:
         if self.endpoint is not None:
             return self.endpoint == path
+        if self.name in PLAY_FAULTS:
+            return path in PLAY_PATHS
         return is_cdr or self.name not in _CDR_ONLY_FAULTS
 
 
@@ -869,6 +1007,11 @@ class Simulator:
         limiter: Any = None,
         voicemails: dict[str, list[dict[str, Any]]] | None = None,
         balance: dict[str, Any] | None = None,
+        recording_sizes: Any = None,
+        unpublished: Any = None,
+        play_content_length: bool | str = True,
+        play_content_type: str | None = BY_NAME,
+        recordings: Iterable[str] = (),
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -891,6 +1034,16 @@ class Simulator:
         self.token_lifetime = token_lifetime
         # the fields of the balance answers; a DROP value leaves that key out
         self.balance: dict[str, Any] = {**DEFAULT_BALANCE, **(balance or {})}
+        if play_content_length not in PLAY_FRAMINGS:
+            raise ValueError(f"play_content_length must be one of {PLAY_FRAMINGS}")
+        # play: each file's size, which files are not yet published, how the audio goes out
+        self.recording_sizes: Any = recording_sizes
+        self.unpublished: Any = {} if unpublished is None else unpublished
+        self.play_content_length = play_content_length
+        self.play_content_type = play_content_type
+        self._added_recordings: set[str] = set(recordings)
+        self._play_asks: dict[str, tuple[int, float]] = {}  # name -> (authorized requests, first one's time)
+        self._recording_index_cache: dict[bool, tuple[Any, dict[str, tuple[str, str]]]] = {}
         self.host = host
         self.port = port
         self.stats = Stats()
@@ -1082,6 +1235,112 @@ class Simulator:
                 return
             self._pending.append([requests, ep, list(records), True])
 
+    # recordings (play) ----------------------------------------------------------
+    def add_recordings(self, *names: str) -> None:
+        """Files both play paths serve besides those of the stored calls and voicemails."""
+        with self._lock:
+            self._added_recordings.update(names)
+
+    def recordings(self, region: str = "global") -> dict[str, Recording]:
+        """Every file ``/v2/play`` (``"global"``) or ``/v1/play`` (``"india"``) serves, by name."""
+        if region not in ("global", "india"):
+            raise ValueError("region must be 'global' or 'india'")
+        with self._lock:
+            index = dict(self._recording_index(region == "india", fresh=True))
+            added = set(self._added_recordings)
+        out = {name: (kind, path) for name, (kind, path) in index.items()}
+        out.update((name, ("added", None)) for name in added if name not in out)
+        return {
+            name: Recording(name, kind, path, self.recording_size(name), content_type(name))
+            for name, (kind, path) in sorted(out.items())
+        }
+
+    def recording_size(self, name: str) -> int:
+        """The size in bytes of the file ``name`` as served (``recording_sizes``, exact)."""
+        return audio_size(name, self.recording_sizes)
+
+    def recording_sha256(self, name: str) -> str:
+        """The lower-case hex SHA-256 of the file ``name`` as served, computed by streaming it."""
+        return audio_sha256(name, self.recording_size(name))
+
+    def play_requests(self, name: str) -> int:
+        """How many play requests with good credentials asked for ``name`` (what ``unpublished`` counts)."""
+        with self._lock:
+            return self._play_asks.get(name, (0, 0.0))[0]
+
+    def _recording_index(self, india: bool, fresh: bool = False) -> dict[str, tuple[str, str]]:
+        """name -> (kind, list path) of the stored records' files (call under self._lock).
+
+        Rebuilt when a store changed size or list; ``fresh`` rebuilds anyway (a record replaced in place).
+        """
+        paths = _INDIA_RECORDING_PATHS if india else _GLOBAL_RECORDING_PATHS
+        key = tuple((id(self._stores[p].recs), len(self._stores[p].recs)) for p in paths)
+        cached = self._recording_index_cache.get(india)
+        if cached is not None and cached[0] == key and not fresh:
+            return cached[1]
+        index: dict[str, tuple[str, str]] = {}
+        for path in paths:
+            kind = "voicemail" if path in VOICEMAIL_PATHS else "call"
+            for rec in self._stores[path].recs:
+                name = _recording_name(path, rec)
+                if name is not None:
+                    index.setdefault(name, (kind, path))
+        self._recording_index_cache[india] = (key, index)
+        return index
+
+    def _has_recording(self, name: str, india: bool) -> bool:
+        """Call under self._lock."""
+        return (
+            name in self._added_recordings
+            or name in self._recording_index(india)
+            or name in self._recording_index(india, fresh=True)
+        )
+
+    def _published(self, name: str) -> bool:
+        """Count an authorized play request for ``name``; whether the file is published (call under self._lock)."""
+        now = time.monotonic()
+        count, first = self._play_asks.get(name, (0, now))
+        count += 1
+        self._play_asks[name] = (count, first)
+        wait = self.unpublished(name) if callable(self.unpublished) else self.unpublished.get(name)
+        if wait is None or wait is False:
+            return True
+        if wait is True:
+            return False
+        if isinstance(wait, int):
+            return count > wait
+        return now - first >= float(wait)
+
+    def _play(self, req: _Req, fault: str = "", options: dict[str, Any] | None = None) -> None:
+        """GET /v2/play (India /v1/play): a file's audio, or TeleCMI's JSON saying why not."""
+        india = req.path == INDIA_PLAY_PATH
+        query, secret_key = req.body, ("token" if india else "secret")
+        try:
+            if any(not query.get(k) for k in ("appid", secret_key, "file")):
+                raise _Reject(404, MSG_PARAM_MISSING)
+            name = query["file"]
+            with self._lock:
+                try:
+                    ok = self._apps.get(_as_int(query["appid"])) == query[secret_key]
+                except _Invalid:
+                    ok = False
+                if not ok:
+                    raise _Reject(407, MSG_PLAY_AUTH)
+                refused = self._refused.get(req.path)
+                if refused is not None:
+                    raise _Reject(*refused)
+                if not self._has_recording(name, india):
+                    raise _Reject(404, MSG_FILE_NOT_FOUND)
+                published = self._published(name)
+        except _Reject as r:
+            self._send(req, self._error_status(r.code), _error(r.code, r.msg, india))
+            return
+        if not published:
+            self.stats._count("unpublished_served")
+            req.send(200, UNPUBLISHED_ENVELOPE, _JSON)
+            return
+        _send_audio(self, req, name, self.recording_size(name), fault, options or {})
+
     # request handling -----------------------------------------------------------
     def _take_fault(self, path: str, is_cdr: bool) -> _Fault | None:
         """The first queued fault matching the request, or None (no fault, or still in ``after``)."""
@@ -1120,7 +1379,10 @@ class Simulator:
                 body = json.loads(raw) if raw else {}
             except ValueError:
                 body = None
-            if isinstance(body, dict):
+            if h.command == "GET" and path in PLAY_PATHS:  # the query is the body; its secret is never kept
+                body, raw = _play_query(h.path)
+                stats._body({"path": path, **{k: body[k] for k in ("appid", "file") if k in body}})
+            elif isinstance(body, dict):
                 stats._body({**body, "path": path})
             else:
                 stats._body({"path": path, "_invalid_json": raw[:1000].decode("utf-8", "replace")})
@@ -1143,6 +1405,9 @@ class Simulator:
             h.release()
 
     def _answer(self, req: _Req) -> None:
+        if req.h.command == "GET" and req.path in PLAY_PATHS:  # the API's only GET
+            self._play(req)
+            return
         route = self._routes.get(req.path) if req.h.command == "POST" else None
         if route is None and self.missing_path == "envelope":
             req.send(404, json.dumps({"code": 404, "msg": "Not found"}).encode(), _JSON)

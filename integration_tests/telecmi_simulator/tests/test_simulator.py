@@ -32,6 +32,7 @@ from integration_tests.telecmi_simulator import (
     MISSED,
     OUT_ANSWERED,
     OUT_MISSED,
+    PLAY_FAULTS,
     STORE_PATHS,
     USER_ENDPOINTS,
     VOICEMAIL_PATHS,
@@ -1097,7 +1098,7 @@ def test_cdr_only_faults_skip_other_paths(app_sim):
 FAST = {"stall": {"seconds": 0.01}, "trickle": {"seconds": 0.2, "interval": 0.05}}
 
 
-@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("fault", sorted(FAULTS - PLAY_FAULTS))  # the play faults' own: test_play.py
 def test_every_fault_waits_after_n(sim, fault):
     baseline = cdr(sim, page=2).raw
     sim.inject(fault, after=2, **FAST.get(fault, {}))
