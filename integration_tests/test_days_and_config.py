@@ -220,6 +220,7 @@ CONFIG_TEXTS = [
     (app(" 1111112 "), None),  # the spec admits spaces around it, and the parser reads 1111112
     (app("\t1111112\n"), None),
     (app("0"), "credentials.app_id"),
+    (app("1" * 5000), "credentials.app_id"),  # more digits than int() reads: crashed check too
     (app(app_secret="   "), "credentials.app_secret"),
     ({"credentials": {"auth_type": "token", "token": "\u3000"}}, "credentials.token"),
     ({"num_workers": 4.0}, None),  # a whole number the spec's integer admits

@@ -79,12 +79,23 @@ def _without_surrogates(value: Any) -> Any:
     return value
 
 
+# ASCII digits, as many as Python's int() reads: str.isdigit() also says yes to "²" and "١", which int()
+# refuses or reads as another number, and int() refuses more than 4,300 digits.
+_DIGITS = re.compile(r"[0-9]{1,4000}", re.ASCII)
+
+
+def digits_of(text: str) -> Optional[int]:
+    """The number ASCII digits (spaces around them allowed) write, or None if `text` is anything else."""
+    text = text.strip()
+    return int(text) if _DIGITS.fullmatch(text) else None
+
+
 def code_of(body: Any) -> Any:
     """TeleCMI's body code as a number: "200" is 200, India's "cmi-2000" is 2000; None without one."""
     code = body.get("code") if isinstance(body, dict) else None
     if isinstance(code, str):
-        digits = code.strip().lower().removeprefix("cmi-")
-        return int(digits) if digits.isdigit() else code
+        number = digits_of(code.strip().lower().removeprefix("cmi-"))
+        return number if number is not None else code
     return code
 
 
@@ -107,8 +118,8 @@ def as_count(value: Any) -> Optional[int]:
         return None
     if isinstance(value, int) and value >= 0:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if isinstance(value, str):
+        return digits_of(value)
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)
     return None

@@ -35,6 +35,7 @@ MOST_LOOKBACK_DAYS = 3650
 # The patterns of spec.json (unit_tests/test_spec.py checks they are the spec's), read here with
 # Python's `re` as the spec's validator reads them: `\s` is exactly what `str.strip()` removes.
 APP_ID_PATTERN = r"^\s*0*[1-9][0-9]*\s*$"
+APP_ID_MOST_CHARS = 64  # the spec's maxLength: Python's int() refuses more than 4,300 digits
 NOT_BLANK_PATTERN = r"^[\s\S]*\S[\s\S]*$"
 API_URL_PATTERN = r"^\s*([Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+[^\s?#]*)?\s*$"
 # TeleCMI's times are epoch milliseconds: a date before the epoch or past year 9999 is no date to read from.
@@ -113,9 +114,14 @@ def upgraded(config: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(config)
     credentials = out.get("credentials")
     app_id = credentials.get("app_id") if isinstance(credentials, Mapping) else None
-    if isinstance(app_id, int) and not isinstance(app_id, bool):
+    if _whole(app_id):
         out["credentials"] = {**credentials, "app_id": str(app_id)}
     return out
+
+
+def _whole(value: Any) -> bool:
+    """An integer short enough to write in digits (str() refuses one of more than 4,300), not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 1024
 
 
 def _shown(value: Any) -> str:
@@ -172,16 +178,19 @@ def _credentials(credentials: Any) -> Credentials:
     if not isinstance(credentials, Mapping):
         raise ConfigError("credentials are missing: give an app id and app secret, a user login, or a user token")
     for field in ("token", "password", "app_secret", "app_id"):  # those the spec marks secret
-        register_secret(credentials.get(field))
+        value = credentials.get(field)
+        if isinstance(value, str) or _whole(value):  # an integer too long to write cannot be printed either
+            register_secret(value)
     auth_type = credentials.get("auth_type")
     if auth_type == "app":
         app_id, secret = credentials.get("app_id"), credentials.get("app_secret")
         # Digits as the spec's pattern says (ASCII 0-9: "²" or "１" are digits to str.isdigit, not to TeleCMI);
-        # a positive integer is 0.2's saved form (SourceTelecmi.configure turns it into digits).
-        if isinstance(app_id, str) and re.search(APP_ID_PATTERN, app_id):
-            app_id = int(app_id.strip())
-        if isinstance(app_id, bool) or not isinstance(app_id, int) or app_id <= 0:
+        # an integer is 0.2's saved form, read as its digits (SourceTelecmi.configure turns it into them).
+        if _whole(app_id):
+            app_id = str(app_id)
+        if not (isinstance(app_id, str) and len(app_id) <= APP_ID_MOST_CHARS and re.search(APP_ID_PATTERN, app_id)):
             raise ConfigError("credentials.app_id must be the app's number, digits only, like 1111112")
+        app_id = int(app_id.strip())
         if not _filled(secret):
             raise ConfigError("credentials.app_secret is empty: paste the app secret from the TeleCMI dashboard")
         return Credentials(kind="app", app_id=app_id, app_secret=secret.strip())

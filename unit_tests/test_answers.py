@@ -566,3 +566,18 @@ def test_an_answer_that_is_not_json_names_api_url_as_well_as_a_maintenance_page(
 def test_an_answer_without_what_telecmi_always_sends_names_api_url_as_well():
     text = say(decide(response(200, {"status": "ok"}), cdr_lacking), None, api_url=API)
     assert "lacks the field 'count'" in text and f"api_url {API} is not its API" in text
+
+
+@pytest.mark.parametrize(
+    "value, count",
+    [("12\u00b2", None), ("\u0661\u0662", None), ("\uff11\uff12", None), ("9" * 5000, None), (" 12\n", 12)],
+)
+def test_a_count_is_ascii_digits_whatever_str_isdigit_says(value, count):
+    assert as_count(value) == count  # "12²" crashed the read of a page (isdigit() yes, int() no)
+
+
+@pytest.mark.parametrize(
+    "code, number", [("cmi-2000\u00b2", "cmi-2000\u00b2"), ("\u0662\u0660\u0660", "\u0662\u0660\u0660"), (" 404 ", 404)]
+)
+def test_a_code_is_a_number_only_in_ascii_digits(code, number):
+    assert code_of({"code": code}) == number

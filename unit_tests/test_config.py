@@ -280,6 +280,10 @@ def test_an_app_id_with_spaces_around_or_leading_zeros_is_its_number(app_id):
         "1111112.0",
         1111112.0,
         {"id": 1111112},
+        "1" * 5000,  # int() refuses more than 4,300 digits: it crashed check
+        "1" * 65,
+        10**70,
+        pytest.param(10**5000, id="10**5000"),
     ],
 )
 def test_an_app_id_that_is_not_ascii_digits_is_a_config_error_naming_it(app_id):

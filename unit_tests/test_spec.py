@@ -19,6 +19,7 @@ from jsonschema import Draft7Validator
 
 from source_telecmi.config import (
     API_URL_PATTERN,
+    APP_ID_MOST_CHARS,
     APP_ID_PATTERN,
     NOT_BLANK_PATTERN,
     ConfigError,
@@ -828,6 +829,11 @@ AGREEMENT = [
             "1_111_112",
             "1111112.0",
             "0x10F447",
+            "1" * 64,
+            "1" * 65,
+            " " + "1" * 63,
+            "1" * 5000,  # more digits than Python's int() reads: it crashed the parser
+            "0" * 5000 + "1",
             *BLANKS,
             *NOT_TEXT,
             1111112.0,
@@ -924,6 +930,7 @@ def test_the_agreement_covers_both_answers_for_every_field():
 
 def test_the_spec_patterns_are_the_parsers():
     assert field(CONNECTION, 0, "app_id")["pattern"] == APP_ID_PATTERN
+    assert field(CONNECTION, 0, "app_id")["maxLength"] == APP_ID_MOST_CHARS
     for number, name in ((0, "app_secret"), (1, "user_id"), (2, "token")):
         assert field(CONNECTION, number, name)["pattern"] == NOT_BLANK_PATTERN
     assert CONNECTION["properties"]["api_url"]["pattern"] == API_URL_PATTERN
