@@ -7,7 +7,7 @@ and the warehouse fields added, then made to match the stream's schema (`records
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple, Optional
 
 from airbyte_cdk.models import SyncMode
@@ -20,9 +20,10 @@ from airbyte_cdk.sources.utils.schema_helpers import ResourceSchemaLoader
 
 from source_telecmi.audit import AUDIT_CURSOR, AUDIT_KEY, SYNC_AUDIT, Audit
 from source_telecmi.config import ConfigError, TelecmiConfig
+from source_telecmi.ledger import identity
 from source_telecmi.partitions import FullRefreshWindows, OnePartition, Skipped, WholeListPartition, WindowPartitions
 from source_telecmi.platforms import DAILY, SINGLE, ListRow
-from source_telecmi.reading import Lister
+from source_telecmi.reading import Identify, Lister, by_content
 from source_telecmi.records import NULLED, Conformer
 from source_telecmi.secrets import replace_secrets, without_secrets
 from source_telecmi.state import WindowCursor, readable_state
@@ -46,6 +47,23 @@ def instant_for(row: ListRow) -> Callable[[Mapping[str, Any]], Optional[int]]:
         return instant_of(record.get(cursor)) if cursor else None
 
     return instant
+
+
+def identity_for(row: ListRow) -> Identify:
+    """Which call a record of `row` is, within one read: its key (India's `_id` where it has no other) and its time."""
+    key = row.primary_key[0] if row.primary_key else None
+    if key is None:
+        return by_content
+    fallback = row.key_from
+    time_field = row.cursor if row.windowed else None
+
+    def identify(record: dict[str, Any], instant: Optional[int]) -> Hashable:
+        value = record.get(key)
+        if value is None and fallback is not None:
+            value = record.get(fallback)
+        return identity(value, instant, record, time_field)
+
+    return identify
 
 
 def shaper(row: ListRow, conform: Conformer) -> Callable[[dict[str, Any], Optional[int]], dict[str, Any]]:
@@ -130,7 +148,10 @@ class Wiring(NamedTuple):
         conform = self.conformers[row.stream] = Conformer(row.stream, schema)
         shape = shaper(row, conform)
         audit = wiring.audit.window_done if row.windowed else None
-        listers = [Lister(row.stream, e, shape, instant_for(row), logger, audit) for e in wiring.api.endpoints(row)]
+        listers = [
+            Lister(row.stream, e, shape, instant_for(row), logger, audit, identity_for(row))
+            for e in wiring.api.endpoints(row)
+        ]
         incremental = mode == SyncMode.incremental and row.cursor is not None
         if row.kind == SINGLE:
             partitions: Any = OnePartition(SinglePartition(listers[0], skipped, balance_extra))
