@@ -410,6 +410,20 @@ def merged_slices(state: dict[str, Any]) -> list[tuple]:
     return [tuple(m) for m in merged]
 
 
+def reread_from(state: dict[str, Any], lookback_ms: int = 0) -> int | None:
+    """Where an incremental sync from a window stream's `state` starts reading again what was read: after the newest
+    record of the last finished range, less the lookback, from the start of the window of the state's audit trail
+    (the last sync's windows) that holds that point; the point itself where no window of the trail holds it (0.3's
+    states have no trail). None without a finished range."""
+    finished = merged_slices(state)
+    if not finished:
+        return None
+    first, _, newest = finished[-1]
+    point = (newest if newest is not None else first - 1) - lookback_ms + 1
+    windows = (state.get("audit_trail") or {}).get("windows") or []
+    return next((int(a) for a, b in windows if int(a) <= point <= int(b)), point)
+
+
 @functools.cache
 def discovered(kind: str) -> dict[str, dict[str, Any]]:
     """The streams discover declares for a kind of config, by name (discovered in-process: no request)."""

@@ -24,6 +24,7 @@ from integration_tests.harness import (
     endpoints,
     last_states,
     merged_slices,
+    reread_from,
     simulator,
 )
 from integration_tests.telecmi_simulator import (
@@ -70,12 +71,12 @@ def now_ms() -> int:
 
 
 def resumed_ranges(state, start=START_MS, end=END_MS):
-    """What a sync resuming from `state` reads (lookback 0): every gap of the state, and all after its newest record."""
+    """What a sync resuming from `state` reads (lookback 0): every gap of the state, and all after its newest record
+    from the start of the window (of the state's audit trail) holding the point after it."""
     finished = merged_slices(state)
     if not finished:
         return [(start, end)]
-    first_of_last, _, newest = finished[-1]
-    cutoff = newest if newest is not None else first_of_last - 1
+    cutoff = reread_from(state) - 1
     ranges, position = [], start
     for a, b, _ in finished:
         if a > cutoff or position > end:
@@ -224,9 +225,16 @@ def test_the_audit_has_a_row_per_window_read_matching_the_records_of_the_same_sy
         second = connector.run(
             "read", {**cfg, "end_date": END2}, catalog_of(kind, mode, *streams, *others, AUDIT), last_states(first)
         ).ok()
-        newest = {s: max(r["time"] for r in first.records_of(s)) for s in streams}
-        again = assert_audit(second, sim, kind, {s: [(newest[s] + 1, END2_MS)] for s in streams})
+        # Read again from the start of the first sync's window holding the point after its newest call: a window of
+        # the first sync is never read again in part.
+        states = {s["stream"]["stream_descriptor"]["name"]: s["stream"]["stream_state"] for s in last_states(first)}
+        resume = {s: reread_from(states[s]) for s in streams}
+        again = assert_audit(second, sim, kind, {s: [(resume[s], END2_MS)] for s in streams})
         assert again[0]["sync_id"] != rows[0]["sync_id"]
+        for stream in streams:
+            newest = max(r["time"] for r in first.records_of(stream))
+            starts = {r["window_start"] for r in rows if r["stream"] == stream}
+            assert resume[stream] in starts and newest - DAY_MS <= resume[stream] <= newest + 1, stream
 
 
 def test_the_audit_of_a_sync_selecting_some_streams_covers_those_only(connector):

@@ -65,9 +65,16 @@ from integration_tests.harness import (
     calls_for,
     config_for,
     configured,
+    last_states,
     simulator,
 )
-from integration_tests.telecmi_simulator import GLOBAL_VOICEMAIL, generate_voicemails, make_call, make_voicemail
+from integration_tests.telecmi_simulator import (
+    GLOBAL_VOICEMAIL,
+    generate_calls,
+    generate_voicemails,
+    make_call,
+    make_voicemail,
+)
 from integration_tests.test_docs import DOCS, Block, blocks
 
 PAGE = DOCS[1]
@@ -225,8 +232,23 @@ def pandas_typed(rows: list[dict[str, Any]], string_columns: list[str]) -> list[
 
 def load_script(sync: Sync, json_type: str, runs: int = 1, mangled: bool = False) -> str:
     """CREATE TABLE and INSERT statements writing the sync's records as a destination would."""
+    return tables_script(sync.schemas, [run.of("RECORD") for run in sync.runs[:runs]], json_type, mangled=mangled)
+
+
+def tables_script(
+    schemas: dict[str, dict[str, Any]],
+    runs: list[list[dict[str, Any]]],
+    json_type: str,
+    mangled: bool = False,
+    keys: dict[str, list[str]] | None = None,
+) -> str:
+    """CREATE TABLE and INSERT statements writing the RECORD messages of `runs` (in order) into one table per stream.
+
+    With `keys` (stream -> primary key), a stream that has one is loaded as Append + Deduped loads it: the
+    latest record of each primary key (the last run's, the last one of that run).
+    """
     statements = []
-    for stream, schema in sync.schemas.items():
+    for stream, schema in schemas.items():
         properties = schema.get("properties") or {}
         types = {name: column_type(node, json_type) for name, node in properties.items()}
         meta = {"_airbyte_raw_id": "VARCHAR", "_airbyte_extracted_at": "TIMESTAMP WITH TIME ZONE"}
@@ -234,9 +256,11 @@ def load_script(sync: Sync, json_type: str, runs: int = 1, mangled: bool = False
         statements.append(
             f"CREATE TABLE {stream} (" + ", ".join(f'"{name}" {sql_type}' for name, sql_type in columns.items()) + ");"
         )
-        messages = [
-            m["record"] for run in sync.runs[:runs] for m in run.of("RECORD") if m["record"]["stream"] == stream
-        ]
+        messages = [m["record"] for run in runs for m in run if m["record"]["stream"] == stream]
+        key = (keys or {}).get(stream)
+        if key:
+            latest = {tuple(m["data"].get(k) for k in key): m for m in messages}
+            messages = list(latest.values())
         rows = [{name: m["data"].get(name) for name in properties} for m in messages]
         if mangled:
             rows = pandas_typed(rows, [name for name, sql_type in types.items() if sql_type == "VARCHAR"])
@@ -580,3 +604,180 @@ def test_the_users_join_survives_pyairbyte_postgres_typing(warehouse: DuckDB | P
     assert sum(r["calls"] for r in rows) == with_agent
     assert all(r["agent_id"] is not None and r["first_name"] for r in rows), rows
     assert len(rows) == len({r["agent"] for s in CALL_STREAMS for r in sync.records(s) if r.get("agent")})
+
+
+# ------------------------------------------------------------------------- late calls: two incremental syncs
+
+SECOND_END, SECOND_END_MS = "2026-01-02T00:00:00Z", END_MS + DAY_MS
+HOUR_MS = 3_600_000
+
+
+@dataclass
+class LateSyncs:
+    """Incremental syncs of the windowed streams and `sync_audit`, TeleCMI listing calls late between them.
+
+    `late` holds, per stream, the calls added after the first sync inside its windows that the next
+    sync reads again: the window holding the lookback point (the newest call read, less the
+    lookback) and the last window with a call. In each: one at its first millisecond, one just
+    before the lookback point and one just before the newest call (calls still ringing when the
+    first sync ran, recorded with the time they started), and one at its very end.
+    """
+
+    schemas: dict[str, dict[str, Any]]
+    keys: dict[str, list[str]]
+    runs: list[Run]
+    late: dict[str, list[dict[str, Any]]]
+    lookback_days: int
+
+    def audit(self, run: int) -> list[dict[str, Any]]:
+        return self.runs[run].records_of("sync_audit")
+
+    def late_windows(self, stream: str) -> list[dict[str, Any]]:
+        """The windows of the first sync the late calls were added to (the one holding the lookback point first)."""
+        return late_windows(self.audit(0), stream, self.runs[0].records_of(stream), self.lookback_days)
+
+    def script(self, json_type: str, runs: int | None = None) -> str:
+        """The tables as Append + Deduped leaves them after `runs` syncs: the latest record of each key."""
+        return tables_script(self.schemas, [r.of("RECORD") for r in self.runs[:runs]], json_type, keys=self.keys)
+
+
+def late_windows(audit: list[dict[str, Any]], stream: str, records: list[dict], lookback_days: int) -> list[dict]:
+    """A sync's windows holding its lookback point, and its last with a call (each once), those with calls of their own."""
+    rows = sorted((r for r in audit if r["stream"] == stream), key=lambda r: r["window_start"])
+    point = max(r["time"] for r in records) - lookback_days * DAY_MS + 1
+    holding = [r for r in rows if r["window_start"] <= point <= r["window_end"] and r["records_emitted"]]
+    last = [r for r in rows if r["records_emitted"]][-1:]
+    return holding + [r for r in last if r not in holding]
+
+
+def late_data(n: int, seed: int) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """`n` calls per call list and `n // 2` voicemails over December, none in its last hour; and the calls of
+    the day after (the second sync's), one of them on that sync's last millisecond."""
+    paths = {**{stream: ACCOUNT_ENDPOINTS[stream] for stream in CALL_STREAMS}, "voicemails": GLOBAL_VOICEMAIL}
+    held, later = {}, {}
+    for i, (stream, path) in enumerate(paths.items()):
+        if stream == "voicemails":
+            held[path] = generate_voicemails(n // 2, START_MS, END_MS - HOUR_MS, seed=seed + i)
+            later[path] = generate_voicemails(10, END_MS + 1, SECOND_END_MS - 1, seed=seed + 10 + i)
+            later[path].append(make_voicemail(SECOND_END_MS))
+        else:
+            held[path] = generate_calls(n, START_MS, END_MS - HOUR_MS, seed=seed + i, endpoint=path)
+            later[path] = generate_calls(20, END_MS + 1, SECOND_END_MS - 1, seed=seed + 10 + i, endpoint=path)
+            later[path].append(make_call(SECOND_END_MS, path))
+    return held, later
+
+
+def late_calls_in(window: dict[str, Any], newest: int, lookback_days: int, path: str) -> list[dict[str, Any]]:
+    """Calls TeleCMI lists late inside `window`: at its start, just before the lookback point and the newest call
+    the first sync read, at its end."""
+    first, last = window["window_start"], window["window_end"]
+    before = [newest - lookback_days * DAY_MS, newest - 1]
+    instants = sorted({first, last, *(at for at in before if first <= at <= last)})
+    if path == GLOBAL_VOICEMAIL:
+        return [make_voicemail(at) for at in instants]
+    return [make_call(at, path) for at in instants]
+
+
+@pytest.fixture(scope="module", params=[0, 1], ids=["lookback-0", "lookback-1"])
+def late_syncs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> LateSyncs:
+    """Two incremental syncs; between them TeleCMI lists late calls inside the first sync's last window, and new ones.
+
+    With a lookback of a day the second sync's windows do not line up with the first sync's: a row of
+    the first sync is then superseded by rows that start elsewhere.
+    """
+    held, later = late_data(400, seed=51)
+    paths = {**{stream: ACCOUNT_ENDPOINTS[stream] for stream in CALL_STREAMS}, "voicemails": GLOBAL_VOICEMAIL}
+    connector = Connector(tmp_path_factory.mktemp("late-syncs"))
+    with simulator(
+        {p: r for p, r in held.items() if p != GLOBAL_VOICEMAIL}, voicemails={GLOBAL_VOICEMAIL: held[GLOBAL_VOICEMAIL]}
+    ) as sim:
+        cfg = config_for(sim, "app", lookback_window_days=request.param)
+        streams = [s for s in connector.run("discover", cfg).ok().streams if s["name"] in {*WINDOWED, "sync_audit"}]
+        catalog = configured(streams, "incremental")
+        first = connector.run("read", cfg, catalog, timeout=300).ok()
+        late = {}
+        for stream, path in paths.items():
+            records = first.records_of(stream)
+            newest = max(r["time"] for r in records)
+            windows = late_windows(first.records_of("sync_audit"), stream, records, request.param)
+            late[stream] = [c for w in windows for c in late_calls_in(w, newest, request.param, path)]
+            sim.add_calls(path, late[stream] + later[path])
+        second = connector.run("read", {**cfg, "end_date": SECOND_END}, catalog, last_states(first), timeout=300).ok()
+    keys = {s["name"]: [k[0] for k in s.get("source_defined_primary_key") or []] for s in streams}
+    return LateSyncs({s["name"]: s["json_schema"] for s in streams}, keys, [first, second], late, request.param)
+
+
+def landed_sql(stream: str, first: int, last: int) -> str:
+    key = WINDOWED[stream]
+    return f'SELECT COUNT(DISTINCT {key}) FROM {stream} WHERE "time" BETWEEN {first} AND {last}'
+
+
+def test_late_calls_are_read_again_by_the_next_sync_from_the_start_of_the_window_holding_them(
+    late_syncs: LateSyncs,
+) -> None:
+    """The scenario check 1 must see through: the first sync's last window holds more calls in the warehouse than
+    its own row says, and the second sync read it again whole, from its start (a row of its own covers it)."""
+    first, second = late_syncs.runs
+    for stream in WINDOWED:
+        window = late_syncs.late_windows(stream)[0]
+        emitted = {(r[WINDOWED[stream]], r["time"]) for r in second.records_of(stream)}
+        assert {(c[WINDOWED[stream]], c["time"]) for c in late_syncs.late[stream]} <= emitted, f"{stream}: late calls"
+        rows = sorted(
+            (r for r in second.records_of("sync_audit") if r["stream"] == stream), key=lambda r: r["window_start"]
+        )
+        starts = {r["window_start"] for r in late_syncs.audit(0) if r["stream"] == stream}
+        assert rows[0]["window_start"] in starts, f"{stream}: the second sync began inside a window of the first"
+        assert rows[0]["window_start"] <= window["window_start"]
+        newest = max(r["time"] for r in first.records_of(stream))
+        lookback = late_syncs.lookback_days * DAY_MS
+        assert rows[0]["window_start"] >= newest - lookback - DAY_MS, f"{stream}: read again from too far back"
+        assert all(a["window_end"] + 1 == b["window_start"] for a, b in zip(rows, rows[1:], strict=False))
+        assert rows[-1]["window_end"] == SECOND_END_MS
+        # What the old check ("at least records_emitted") was fooled by: the window's old row now says too few.
+        in_window = [c for c in late_syncs.late[stream] if window["window_start"] <= c["time"] <= window["window_end"]]
+        assert len(in_window) >= 3, f"{stream}: late calls before the lookback point, inside its window"
+
+
+def test_check_1_is_exact_after_late_calls(warehouse: DuckDB | Postgres, late_syncs: LateSyncs) -> None:
+    warehouse.script(late_syncs.script(warehouse.json_type))
+    for stream in WINDOWED:
+        for window in late_syncs.late_windows(stream):
+            late = [c for c in late_syncs.late[stream] if window["window_start"] <= c["time"] <= window["window_end"]]
+            rows = warehouse.query(landed_sql(stream, window["window_start"], window["window_end"])).rows
+            assert int(rows[0][0]) == window["records_emitted"] + len(late), f"{stream}: the first sync's row is stale"
+    assert warehouse.query(section()["check_1"].text).rows == []
+    landed = plain_sql(section()["singular"][0].text)
+    assert warehouse.query(landed).rows == []
+    assert warehouse.query(as_dbt_runs_it(landed)).rows == [("0",)]
+
+
+@pytest.mark.parametrize("stream", ["incoming_missed_calls", "voicemails"])
+def test_check_1_names_a_lost_call_hidden_behind_late_calls(
+    warehouse: DuckDB | Postgres, late_syncs: LateSyncs, stream: str
+) -> None:
+    """One original call of the window holding the lookback point, where late calls landed, is deleted: check 1 and
+    the dbt test name the second sync's window holding it, with found = expected - 1, and nothing else."""
+    warehouse.script(late_syncs.script(warehouse.json_type))
+    window = late_syncs.late_windows(stream)[0]
+    key = WINDOWED[stream]
+    late_keys = {c[key] for c in late_syncs.late[stream]}
+    originals = [
+        r
+        for r in late_syncs.runs[0].records_of(stream)
+        if window["window_start"] <= r["time"] <= window["window_end"] and r[key] not in late_keys
+    ]
+    assert originals, f"{stream}: the first sync's last window holds no call of its own"
+    victim = originals[len(originals) // 2]
+    warehouse.script(f"DELETE FROM {stream} WHERE {key} = {literal(victim[key])};")
+
+    (covering,) = [
+        r
+        for r in late_syncs.audit(1)
+        if r["stream"] == stream and r["window_start"] <= victim["time"] <= r["window_end"]
+    ]
+    expected = covering["records_emitted"]
+    short = [(stream, str(covering["window_start"]), str(covering["window_end"]), str(expected), str(expected - 1))]
+    assert warehouse.query(section()["check_1"].text).rows == short
+    landed = plain_sql(section()["singular"][0].text)
+    assert warehouse.query(landed).rows == short
+    assert warehouse.query(as_dbt_runs_it(landed)).rows == [("1",)]

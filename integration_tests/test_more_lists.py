@@ -22,6 +22,7 @@ from integration_tests.harness import (
     endpoints,
     last_states,
     merged_slices,
+    reread_from,
     simulator,
 )
 from integration_tests.telecmi_simulator import (
@@ -197,12 +198,16 @@ def test_voicemails_each_exactly_once_whatever_the_paging_does(connector, kind, 
 
 
 @pytest.mark.parametrize("kind", APP_KINDS)
-def test_two_incremental_voicemail_syncs_lose_nothing_and_repeat_nothing_but_the_lookback(connector, kind):
+def test_two_incremental_voicemail_syncs_lose_nothing_and_repeat_only_the_lookback_from_a_window_start(connector, kind):
     india = kind == "india"
     path = VOICEMAIL_PATH[kind]
     held = generate_voicemails(150, START_MS, END_MS - 1, seed=6, india=india)
     with simulator({path: held}) as sim:
-        first = connector.run("read", config_for(sim, kind), catalog_of(kind, "incremental", VOICEMAILS)).ok()
+        # The lookback is the connection's setting, the same in both syncs: the first sync's last windows are cut
+        # so that the second reads again from a window start at most a day before its lookback point.
+        first = connector.run(
+            "read", config_for(sim, kind, lookback_window_days=1), catalog_of(kind, "incremental", VOICEMAILS)
+        ).ok()
         assert_voicemails_exactly(first.records_of(VOICEMAILS), held)
         newest = max(v["time"] for v in held)
         # Left after the first sync, or while it ran but recorded late (between its newest and its end).
@@ -215,7 +220,15 @@ def test_two_incremental_voicemail_syncs_lose_nothing_and_repeat_nothing_but_the
             catalog_of(kind, "incremental", VOICEMAILS),
             last_states(first),
         ).ok()
-    reread = [v for v in held if v["time"] > newest - DAY_MS]
+    # The lookback day, from the start of the first sync's window holding its first instant (at most a day before).
+    (state,) = [
+        s["stream"]["stream_state"]
+        for s in last_states(first)
+        if s["stream"]["stream_descriptor"]["name"] == VOICEMAILS
+    ]
+    resume = reread_from(state, DAY_MS)
+    assert newest - 2 * DAY_MS <= resume <= newest - DAY_MS + 1
+    reread = [v for v in held if v["time"] >= resume]
     assert reread, "the lookback day holds voicemails to read again"
     assert_voicemails_exactly(second.records_of(VOICEMAILS), reread + new + late)
 
@@ -232,9 +245,11 @@ def test_a_voicemail_sync_killed_mid_way_resumes_with_nothing_lost(connector, ki
     names = [v["voicename"] for v in emitted] + [r["voicename"] for r in resumed.records]
     assert set(names) == {v["voicename"] for v in held}, "a voicemail was lost across the crash"
     finished = merged_slices(states[-1]["stream"]["stream_state"])
-    newest = finished[-1][2]
+    resume = reread_from(states[-1]["stream"]["stream_state"])  # the window holding the point after the newest
     for record in resumed.records:
-        assert not any(a <= record["time"] <= min(b, newest) for a, b, _ in finished), "a finished window read again"
+        assert not any(a <= record["time"] <= min(b, resume - 1) for a, b, _ in finished), (
+            "a finished window read again"
+        )
     assert len(set(r["voicename"] for r in resumed.records)) == len(resumed.records)
 
 

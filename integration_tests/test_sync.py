@@ -22,6 +22,7 @@ from integration_tests.conftest import (
     login_credentials,
     state_messages,
 )
+from integration_tests.harness import reread_from
 from integration_tests.telecmi_simulator import ANSWERED, Simulator, generate_calls, make_call
 from source_telecmi.state import finished_ranges
 
@@ -65,10 +66,15 @@ def test_records_are_telecmis_records_with_warehouse_fields_added(connector, sim
         assert record == {**original, "direction": direction, "status": status, "started_at": record["started_at"]}
 
 
-def test_two_incremental_syncs_lose_nothing_and_repeat_nothing(connector, sim, stream, endpoint, calls):
+def test_two_incremental_syncs_lose_nothing_and_repeat_only_the_last_window(connector, sim, stream, endpoint, calls):
+    """The second sync reads again the first sync's window holding the point after its newest call (lookback 0), a
+    page or two: from its start, so that its audit row covers the window whole."""
     first = connector.run("read", config_for(sim), catalog("incremental", stream))
     assert first.returncode == 0, first.stderr
     assert_exactly(first.records, calls)
+    resume = reread_from(stream_state(state_messages(first)[0]))
+    again = [c for c in calls if c["time"] >= resume]
+    assert 1 <= len(again) <= 20, f"{len(again)} calls read again: more than the last window's page or two"
     new = generate_calls(40, END_MS, END_MS + DAY_MS // 2, seed=99, endpoint=endpoint)
     # Calls made after the first sync, and one made before it ended but recorded late.
     late = make_call(END_MS - 5, endpoint=endpoint)
@@ -77,7 +83,7 @@ def test_two_incremental_syncs_lose_nothing_and_repeat_nothing(connector, sim, s
         "read", config_for(sim, end_date="2026-01-02T00:00:00Z"), catalog("incremental", stream), state_messages(first)
     )
     assert second.returncode == 0, second.stderr
-    assert_exactly(second.records, new + [late])
+    assert_exactly(second.records, again + new + [late])
 
 
 def test_lookback_rereads_recent_calls_to_catch_new_notes(connector, sim, stream, calls):
@@ -86,16 +92,22 @@ def test_lookback_rereads_recent_calls_to_catch_new_notes(connector, sim, stream
     second = connector.run(
         "read", config_for(sim, lookback_window_days=2), catalog("incremental", stream), state_messages(first)
     )
-    expected = [c for c in calls if c["time"] > newest - 2 * DAY_MS]
+    resume = reread_from(stream_state(state_messages(first)[0]), 2 * DAY_MS)
+    assert newest - 2 * DAY_MS - DAY_MS <= resume <= newest - 2 * DAY_MS + 1, "never more than a day older"
+    expected = [c for c in calls if c["time"] >= resume]
     assert_exactly(second.records, expected)
 
 
-def test_lookback_zero_rereads_nothing(connector, sim, stream, calls):
+def test_lookback_zero_rereads_only_the_last_window(connector, sim, stream, calls):
+    """Lookback 0: the first sync's window holding the point after its newest call is read again, a page or two."""
     first = connector.run("read", config_for(sim), catalog("incremental", stream))
     assert_exactly(first.records, calls)
     second = connector.run("read", config_for(sim), catalog("incremental", stream), state_messages(first))
     assert second.returncode == 0
-    assert second.records == []
+    resume = reread_from(stream_state(state_messages(first)[0]))
+    again = [c for c in calls if c["time"] >= resume]
+    assert 1 <= len(again) <= 20 and resume > max(c["time"] for c in calls) - DAY_MS
+    assert_exactly(second.records, again)
     assert second.states, "every sync checkpoints"
 
 
@@ -118,11 +130,12 @@ def test_a_sync_killed_mid_way_resumes_with_nothing_lost(connector, stream, endp
         assert resumed.returncode == 0, resumed.stderr
     # Nothing lost: every call is in one run or the other.
     assert {c["cmiuid"] for c in many} == set(ids(emitted)) | set(ids(resumed.records))
-    # The resumed sync re-reads only what the state had not finished, and nothing twice itself.
+    # The resumed sync re-reads only what the state had not finished (from the start of the window holding the
+    # point after its newest call), and nothing twice itself.
     finished = finished_ranges(stream_state(states[-1]))
-    newest = finished[-1][2]
+    resume = reread_from(stream_state(states[-1]))
     for record in resumed.records:
-        assert not any(a <= record["time"] <= b and record["time"] <= newest for a, b, _ in finished)
+        assert not any(a <= record["time"] <= b and record["time"] < resume for a, b, _ in finished)
     assert len(set(ids(resumed.records))) == len(resumed.records)
 
 

@@ -31,7 +31,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_telecmi.answers import AccessRefused, EndpointMissing
 from source_telecmi.ledger import PagingError, Probe
 from source_telecmi.reading import Lister, WholeRead
-from source_telecmi.timeline import Window, WindowPlanner, estimate_total, iterate_windows
+from source_telecmi.timeline import Window, WindowPlanner, estimate_total, windows_for
 from source_telecmi.windows import WindowRead
 
 
@@ -155,7 +155,12 @@ class FullRefreshWindows(FinalStateCursor):
 
 
 class WindowPartitions(PartitionGenerator):
-    """Probes windows one after the other and hands out a partition per page."""
+    """Probes windows one after the other and hands out a partition per page.
+
+    With `lookback_ms` (an incremental read), no window longer than a day is left holding the
+    next sync's lookback point (`timeline.windows_for`). The requests of a probe let go of (a
+    window found too big, probed again smaller) are counted in the next window handed out.
+    """
 
     def __init__(
         self,
@@ -165,8 +170,11 @@ class WindowPartitions(PartitionGenerator):
         messages: MessageRepository,
         skipped: Skipped,
         expect: Optional[Callable[[Window, int], None]] = None,
+        lookback_ms: Optional[int] = None,
     ) -> None:
         self._lister = lister
+        self._lookback_ms = lookback_ms
+        self._let_go = 0  # requests of probes let go of, not yet counted in a window
         self._ranges = ranges
         self._planner = planner
         self._messages = messages
@@ -180,28 +188,35 @@ class WindowPartitions(PartitionGenerator):
         expected = self._planner.expected(window)
         return self._lister.probe(window, self._planner.most_calls, expected or self._planner.target_calls)
 
+    def _let_go_of(self, probe: Probe) -> None:
+        self._let_go += probe.sent or len(probe.read)
+
     def generate(self) -> Iterable[Partition]:
         ranges = self._ranges()
         remaining = sum(last - first + 1 for first, last in ranges)
         covered = known = 0
+        windows = windows_for(
+            self._planner, ranges, self._probe, Probe.calls.fget, self._lookback_ms, discard=self._let_go_of
+        )
         try:
-            for first, last in ranges:
-                for window, probe in iterate_windows(self._planner, first, last, self._probe, Probe.calls.fget):
-                    if window.span == 1 and (probe.first.count or 0) > self._planner.most_calls:
-                        raise PagingError(
-                            self._lister.stream,
-                            window,
-                            f"TeleCMI reports {probe.first.count} records in one millisecond",
-                        )
-                    read = WindowRead(self._lister, window, probe)
-                    covered += window.span
-                    known += probe.calls
-                    self._emit_estimate(estimate_total(known, covered, remaining - covered))
-                    if self._expect is not None:
-                        self._expect(window, read.pages)
-                    self._backlog.add(read.pages)
-                    for number in range(1, read.pages + 1):
-                        yield PagePartition(read, number, self._backlog)
+            for window, probe in windows:
+                if window.span == 1 and (probe.first.count or 0) > self._planner.most_calls:
+                    raise PagingError(
+                        self._lister.stream,
+                        window,
+                        f"TeleCMI reports {probe.first.count} records in one millisecond",
+                    )
+                if self._let_go:
+                    probe.sent, self._let_go = (probe.sent or len(probe.read)) + self._let_go, 0
+                read = WindowRead(self._lister, window, probe)
+                covered += window.span
+                known += probe.calls
+                self._emit_estimate(estimate_total(known, covered, remaining - covered))
+                if self._expect is not None:
+                    self._expect(window, read.pages)
+                self._backlog.add(read.pages)
+                for number in range(1, read.pages + 1):
+                    yield PagePartition(read, number, self._backlog)
         except AccessRefused as refused:
             if self._lister.endpoint.served:
                 raise refused_after_serving(self._lister.stream, self._lister.endpoint.path, str(refused)) from None

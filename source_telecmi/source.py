@@ -171,7 +171,9 @@ class SourceTelecmi(Source):
         skipped = Skipped()
         audit = Audit(messages)
         conformers: dict[str, Conformer] = {}  # per stream: what could not be converted to its schema
-        wiring = Wiring(settings, logger, api, state_manager, messages, skipped, audit, conformers)
+        wiring = Wiring(
+            settings, logger, api, state_manager, messages, skipped, audit, conformers, SYNC_AUDIT in wanted
+        )
         streams = [wiring.wired(row, wanted[row.stream]) for row in rows if row.stream in wanted]
         if not streams and SYNC_AUDIT not in wanted:
             return

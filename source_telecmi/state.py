@@ -3,6 +3,7 @@ reading a saved state (a stream's, or the state file) with a config error saying
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Optional
@@ -19,7 +20,15 @@ from airbyte_cdk.sources.streams.concurrent.state_converters.abstract_stream_sta
 from airbyte_cdk.sources.types import Record
 
 from source_telecmi.config import ConfigError
-from source_telecmi.timeline import Window, instant_of
+from source_telecmi.timeline import DAY_MS, Trail, Window, instant_of, lookback_point
+
+# The key of a windowed stream's state that holds its audit trail (0.4 and later): this sync's synced_at
+# (epoch ms), where it began reading again windows audited before it, the end of what was read before it,
+# and the windows it read to their end (the newest ones, from a day before the next lookback point on).
+TRAIL = "audit_trail"
+# At most this many windows are kept in the trail (a lookback of years in busy windows would need more; the
+# newest are kept).
+MOST_TRAIL_WINDOWS = 2000
 
 
 class MillisecondStateConverter(AbstractStreamStateConverter):
@@ -45,6 +54,12 @@ class MillisecondStateConverter(AbstractStreamStateConverter):
 
     def output_format(self, value: Any) -> Any:
         return value
+
+    def serialize(self, state: MutableMapping[str, Any], state_type: ConcurrencyCompatibleStateType) -> Any:
+        serialized = super().serialize(state, state_type)
+        if state.get(TRAIL) is not None:  # the CDK keeps only the slices
+            serialized[TRAIL] = copy.deepcopy(state[TRAIL])
+        return serialized
 
     def parse_value(self, value: Any) -> Any:
         return value
@@ -90,11 +105,31 @@ def finished_ranges(state: MutableMapping[str, Any]) -> list[tuple[int, int, Opt
     ]
 
 
+def trail_of(saved: Optional[Mapping[str, Any]], audit_landed_at: Optional[int]) -> Optional[Trail]:
+    """The audit trail of a saved state (None for a state without one: 0.3's), given the synced_at (epoch ms) of the
+    newest audit known to have reached the warehouse (None: not known, so every sync's is taken to have)."""
+    if saved is None:
+        return None
+    landed = audit_landed_at is None or saved["synced_at"] is None or saved["synced_at"] <= audit_landed_at
+    return Trail(
+        windows=tuple(sorted((int(a), int(b)) for a, b in saved["windows"])),
+        read_from=saved.get("read_from"),
+        until=saved.get("until"),
+        landed=landed,
+    )
+
+
 class WindowCursor(ConcurrentCursor):
     """The CDK's concurrent cursor, told that several partitions (pages) make one window.
 
     A window is recorded as done only when the last of its pages closes, so a checkpoint never
     covers a window with a page still unread, whatever order the pages finish in.
+
+    With `synced_at` (the sync's own, epoch ms), each state also holds the sync's audit trail
+    (`TRAIL`): the windows it read to their end, and where it began reading again windows audited
+    before it; the next sync reads again from the start of a window, never from its middle
+    (`trail`, `timeline.Trail`). `audit_landed_at` is the synced_at of the newest `sync_audit` the
+    platform kept (its state), to tell a sync killed before printing its audit.
     """
 
     def __init__(
@@ -106,7 +141,11 @@ class WindowCursor(ConcurrentCursor):
         start: int,
         end: int,
         cursor_field: str = "time",
+        lookback_ms: int = 0,
+        synced_at: Optional[int] = None,
+        audit_landed_at: Optional[int] = None,
     ) -> None:
+        saved = stream_state.get(TRAIL) if stream_state else None
         super().__init__(
             stream_name=stream_name,
             stream_namespace=None,
@@ -123,6 +162,43 @@ class WindowCursor(ConcurrentCursor):
         self._observe_lock = threading.Lock()
 
         self._pages: dict[tuple[int, int], int] = {}
+        self.trail = trail_of(saved, audit_landed_at)
+        self._lookback_ms = lookback_ms
+        if synced_at is not None:
+            finished = self.finished()
+            self._concurrent_state[TRAIL] = {
+                "synced_at": synced_at,
+                "read_from": None,
+                "until": finished[-1][1] if finished else None,
+                "windows": [],
+            }
+
+    def reading(self, ranges: list[tuple[int, int]]) -> None:
+        """The ranges this sync reads: where the last begins, if it reads again what was read before, goes in the trail."""
+        record = self._concurrent_state.get(TRAIL)
+        if record is None or not ranges:
+            return
+        with self._lock:
+            until = record["until"]
+            record["read_from"] = ranges[-1][0] if until is not None and ranges[-1][0] <= until else None
+
+    def _add_slice_to_state(self, partition: Partition) -> None:
+        # Called by the CDK under its lock, before the state is merged and emitted: the window joins the trail.
+        super()._add_slice_to_state(partition)
+        record = self._concurrent_state.get(TRAIL)
+        bounds = partition.to_slice() or {}
+        if record is None or bounds.get("start") is None or bounds.get("end") is None:
+            return
+        windows = [*record["windows"], [int(bounds["start"]), int(bounds["end"])]]
+        point = lookback_point(self.finished(), self._lookback_ms)
+        horizon = point - DAY_MS - 1 if point is not None else None
+        read_from, until = record["read_from"], record["until"]
+
+        def kept(window: list[int]) -> bool:
+            again = read_from is not None and until is not None and window[0] <= until and window[1] >= read_from
+            return again or horizon is None or window[1] >= horizon
+
+        record["windows"] = sorted(w for w in windows if kept(w))[-MOST_TRAIL_WINDOWS:]
 
     def observe(self, record: Record) -> None:
         # Pages of one window share a slice key and are read in parallel threads.
@@ -202,7 +278,38 @@ def readable_state(stream: str, state: Mapping[str, Any]) -> dict[str, Any]:
         if piece.get("most_recent_cursor_value") is not None:
             entry["most_recent_cursor_value"] = instant(piece["most_recent_cursor_value"], f"slice {number} cursor")
         readable.append(entry)
-    return {**state, "state_type": ConcurrencyCompatibleStateType.date_range.value, "slices": readable}
+    out = {**state, "state_type": ConcurrencyCompatibleStateType.date_range.value, "slices": readable}
+    if state.get(TRAIL) is not None:
+        out[TRAIL] = readable_trail(state[TRAIL], problem)
+    return out
+
+
+def readable_trail(trail: Any, problem: Any) -> dict[str, Any]:
+    """A state's audit trail with integers where it holds instants; `problem` makes the error if it is not one."""
+
+    def instant(value: Any, where: str, optional: bool = True) -> Optional[int]:
+        if value is None and optional:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise problem(f"{TRAIL} {where} is {value!r}, not an instant (epoch milliseconds)")
+
+    if not isinstance(trail, Mapping) or not isinstance(trail.get("windows"), list):
+        raise problem(f"{TRAIL} is not an object with a list of windows")
+    windows = []
+    for number, window in enumerate(trail["windows"], 1):
+        if not isinstance(window, list) or len(window) != 2:
+            raise problem(f"{TRAIL} window {number} is {window!r}, not [start, end]")
+        first, last = (instant(v, f"window {number}", optional=False) for v in window)
+        if last < first:  # type: ignore[operator]
+            raise problem(f"{TRAIL} window {number} ends before it starts")
+        windows.append([first, last])
+    return {
+        "synced_at": instant(trail.get("synced_at"), "synced_at"),
+        "read_from": instant(trail.get("read_from"), "read_from"),
+        "until": instant(trail.get("until"), "until"),
+        "windows": windows,
+    }
 
 
 def unreadable_state(what: str) -> ConfigError:

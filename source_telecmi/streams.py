@@ -7,7 +7,7 @@ and the warehouse fields added, then made to match the stream's schema (`records
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, NamedTuple, Optional
 
 from airbyte_cdk.models import SyncMode
@@ -107,17 +107,29 @@ def build_stream(
     )
 
 
-def planner_for(num_workers: int, page_size: int) -> WindowPlanner:
-    """Windows big enough to keep every worker busy, small enough to checkpoint often."""
+def planner_for(num_workers: int, page_size: int, stops: Sequence[int] = ()) -> WindowPlanner:
+    """Windows big enough to keep every worker busy, small enough to checkpoint often; a page or two at `stops`."""
     target_pages = max(4 * num_workers, 50)
-    return WindowPlanner(target_calls=target_pages * page_size, most_calls=max(5_000, 4 * target_pages * page_size))
+    return WindowPlanner(
+        target_calls=target_pages * page_size,
+        most_calls=max(5_000, 4 * target_pages * page_size),
+        page_calls=page_size,
+        stops=stops,
+    )
 
 
 def ranges_for(cursor: Optional[WindowCursor], settings: TelecmiConfig) -> Callable[[], list[tuple[int, int]]]:
-    """What a sync reads: the whole range, or (incremental) what the state has not finished, less the lookback."""
+    """What a sync reads: the whole range, or (incremental) what the state has not finished, less the lookback,
+    from the start of the audited window holding the lookback point (the state's audit trail)."""
     if cursor is None:
         return lambda: [(settings.start, settings.end)]
-    return lambda: ranges_to_read(cursor.finished(), settings.start, settings.end, settings.lookback_ms)
+
+    def ranges() -> list[tuple[int, int]]:
+        found = ranges_to_read(cursor.finished(), settings.start, settings.end, settings.lookback_ms, cursor.trail)
+        cursor.reading(found)
+        return found
+
+    return ranges
 
 
 def declared(row: ListRow, logger: logging.Logger) -> DefaultStream:
@@ -138,6 +150,7 @@ class Wiring(NamedTuple):
     skipped: Skipped
     audit: Audit
     conformers: dict[str, Conformer]
+    audited: bool = False  # whether this sync prints sync_audit
 
     def wired(self, row: ListRow, mode: SyncMode) -> DefaultStream:
         """The stream of `row`, wired to read in `mode`."""
@@ -164,11 +177,13 @@ class Wiring(NamedTuple):
         elif not row.windowed:
             partitions = OnePartition(WholeListPartition(listers, skipped))
         else:
-            cursor = window_cursor(row, settings, wiring.state_manager, messages) if incremental else None
+            cursor = window_cursor(row, settings, wiring.state_manager, messages, wiring) if incremental else None
             lister = listers[0]
-            planner = planner_for(settings.num_workers, lister.page_size.largest)
+            stops = (settings.end - settings.lookback_ms, settings.end) if incremental else ()
+            planner = planner_for(settings.num_workers, lister.page_size.largest, stops)
             ranges = ranges_for(cursor, settings)
-            partitions = WindowPartitions(lister, ranges, planner, messages, skipped, cursor.expect if cursor else None)
+            expect, lookback = (cursor.expect, settings.lookback_ms) if cursor else (None, None)
+            partitions = WindowPartitions(lister, ranges, planner, messages, skipped, expect, lookback)
             cursor = cursor or FullRefreshWindows(row.stream, None, messages)
         return build_stream(row, schema, partitions, cursor, logger)
 
@@ -178,14 +193,26 @@ def window_cursor(
     settings: TelecmiConfig,
     state_manager: Optional[ConnectorStateManager],
     messages: MessageRepository,
+    wiring: Optional[Wiring] = None,
 ) -> WindowCursor:
     assert state_manager is not None and row.cursor is not None
     try:
         saved = readable_state(row.stream, state_manager.get_stream_state(row.stream, None))
     except ValueError as unreadable:
         raise ConfigError(str(unreadable)) from None
+    # The newest sync_audit the platform kept (its state): a later sync's audit never reached the warehouse.
+    landed = state_manager.get_stream_state(SYNC_AUDIT, None).get(AUDIT_CURSOR) if wiring and wiring.audited else None
     return WindowCursor(
-        row.stream, saved, messages, state_manager, start=settings.start, end=settings.end, cursor_field=row.cursor
+        row.stream,
+        saved,
+        messages,
+        state_manager,
+        start=settings.start,
+        end=settings.end,
+        cursor_field=row.cursor,
+        lookback_ms=settings.lookback_ms,
+        synced_at=instant_of(wiring.audit.synced_at) if wiring else None,
+        audit_landed_at=instant_of(landed) if landed is not None else None,
     )
 
 

@@ -6,6 +6,7 @@ since the epoch, UTC, as TeleCMI uses; every window is inclusive at both ends.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -149,11 +150,21 @@ class WindowPlanner:
 
     A window is sized so that it holds about `target_calls`: enough pages to keep every worker
     busy, few enough that a checkpoint follows soon and a re-read stays cheap.
+
+    `stops` (an incremental read: its end, and its end less the lookback) are instants no window
+    crosses. Approaching a stop, windows shrink: each holds at most half of the calls expected
+    before it, and the one that ends there holds a page or two (more is probed again, smaller).
+    The next sync reads again from the start of the window holding its lookback point, which is
+    about there: so it reads again a page or two more than the lookback, not a window of many.
     """
 
-    def __init__(self, target_calls: int, most_calls: int) -> None:
+    def __init__(
+        self, target_calls: int, most_calls: int, page_calls: Optional[int] = None, stops: Sequence[int] = ()
+    ) -> None:
         self.target_calls = target_calls
         self.most_calls = most_calls
+        self.page_calls = page_calls or max(1, target_calls // 50)
+        self.stops = tuple(sorted(set(stops)))
         self._span = FIRST_WINDOW_MS
         self._density: Optional[float] = None  # calls per ms of the last window
 
@@ -161,13 +172,21 @@ class WindowPlanner:
         """The calls `window` should hold at the density seen so far; None before any window."""
         return None if self._density is None else self._density * window.span
 
-    def next_window(self, first: int, last: int) -> Window:
-        """The next window to probe, starting at `first` and never past `last`."""
-        return Window(first, min(last, first + self._span - 1))
+    def next_window(self, first: int, last: int, most_span: Optional[int] = None) -> Window:
+        """The next window to probe, starting at `first`, never past `last` nor across a stop, at most `most_span`."""
+        span = self._span if most_span is None else min(self._span, most_span)
+        limit = next((stop for stop in self.stops if first <= stop <= last), last)
+        reach = limit - first + 1
+        # More than a page expected before the stop: this window holds half of them at most, a page at least.
+        if span >= reach and limit in self.stops and self._density and self._density * reach > self.page_calls:
+            span = max(reach // 2, math.ceil(self.page_calls / self._density))
+        return Window(first, first + min(span, reach) - 1)
 
     def too_big(self, window: Window, calls: int) -> bool:
-        """Whether a probed window holds too many calls to read as one and is to be split."""
-        return calls > self.most_calls and window.span > 1
+        """Whether a probed window holds too many calls to read as one (or, ending at a stop, to read again cheaply)."""
+        if window.span <= 1:
+            return False
+        return calls > self.most_calls or (window.last in self.stops and calls > 2 * self.page_calls)
 
     def learn(self, window: Window, calls: int) -> None:
         """Size the next window from what this one held."""
@@ -177,20 +196,74 @@ class WindowPlanner:
         self._span = max(1, min(LONGEST_WINDOW_MS, max(low, min(high, wanted))))
 
 
+@dataclass(frozen=True)
+class Trail:
+    """What a stream's state says of the windows its last sync read to their end (epoch ms), for the next sync.
+
+    Each window a sync read to its end has a row in `sync_audit`, and a row of a later sync that
+    overlaps it supersedes it. So a sync that reads again part of an audited window must read all
+    of it (from its start), and every window after it: then its own rows replace the older rows
+    whole, and the rows a window holds in the warehouse are what the newest row covering it counted.
+    """
+
+    windows: tuple[tuple[int, int], ...] = ()  # the windows that sync read to their end, sorted (the newest ones)
+    read_from: Optional[int] = None  # where it began reading again windows audited before it; None: it did not
+    until: Optional[int] = None  # the end of what had been read before it
+    landed: bool = True  # whether its audit reached the warehouse (a sync killed before its end printed none)
+
+    def start_for(self, point: int) -> int:
+        """Where a sync that must read again from `point` starts: the start of the audited window holding it;
+        earlier where the last sync re-read audited windows and left some unfinished, or its audit was lost
+        (the records it emitted for them may have landed: every window from where it began is read again)."""
+        if not self.landed:
+            return point if self.read_from is None else min(point, self.read_from)
+        start = next((first for first, last in self.windows if first <= point <= last), point)
+        if self.read_from is not None and self.until is not None:
+            unfinished = first_uncovered(self.windows, self.read_from, self.until)
+            if unfinished is not None:
+                start = min(start, unfinished)
+        return start
+
+
+def first_uncovered(windows: Sequence[tuple[int, int]], first: int, last: int) -> Optional[int]:
+    """The first instant of [first, last] that none of `windows` holds; None if they hold all of it."""
+    position = first
+    for a, b in sorted(windows):
+        if a > position:
+            break
+        position = max(position, b + 1)
+    return position if position <= last else None
+
+
+def lookback_point(done: Sequence[tuple[int, int, Optional[int]]], lookback_ms: int) -> Optional[int]:
+    """The first instant a sync reads again after the finished ranges `done` (merged, sorted): after the newest
+    call of the last range less the lookback (all of that range, less the lookback, if it has no call)."""
+    if not done:
+        return None
+    first_of_last, _, newest = done[-1]
+    resume_after = newest if newest is not None else first_of_last - 1
+    return resume_after - lookback_ms + 1
+
+
 def ranges_to_read(
-    done: Sequence[tuple[int, int, Optional[int]]], start: int, end: int, lookback_ms: int
+    done: Sequence[tuple[int, int, Optional[int]]],
+    start: int,
+    end: int,
+    lookback_ms: int,
+    trail: Optional[Trail] = None,
 ) -> list[tuple[int, int]]:
     """The ranges of [start, end] a sync has to read, given the finished ranges of the state.
 
     `done` holds merged, sorted (first, last, newest call seen) ranges. Everything up to the newest
     call of the last range is trusted, less the lookback; after that call the range is read again,
     because a call still ringing when the last sync ran is recorded with a time before its end.
+    With a `trail` (a state of 0.4 or later), the read again starts at the start of the audited
+    window holding that point (`Trail.start_for`), so that no audited window is left half re-read.
     """
     trusted: list[tuple[int, int]] = []
-    if done:
-        first_of_last, _, newest = done[-1]
-        resume_after = newest if newest is not None else first_of_last - 1
-        cutoff = resume_after - lookback_ms
+    point = lookback_point(done, lookback_ms)
+    if point is not None:
+        cutoff = (point if trail is None else trail.start_for(point)) - 1
         trusted = [(a, min(b, cutoff)) for a, b, _ in done if a <= cutoff]
     ranges: list[tuple[int, int]] = []
     position = start
@@ -220,18 +293,75 @@ def iterate_windows(
     last: int,
     probe: Callable[[Window], T],
     calls_in: Callable[[T], int],
+    most_span: Optional[int] = None,
+    discard: Optional[Callable[[T], None]] = None,
 ) -> Iterator[tuple[Window, T]]:
-    """Windows covering [first, last] exactly once, each with its probe, split while too big."""
+    """Windows covering [first, last] exactly once, each with its probe, split while too big (the probes of
+    windows split are handed to `discard`: their requests were spent for the windows that replace them)."""
     position = first
     while position <= last:
-        window = planner.next_window(position, last)
+        window = planner.next_window(position, last, most_span)
         probed = probe(window)
         calls = calls_in(probed)
         planner.learn(window, calls)
         if planner.too_big(window, calls):
+            if discard is not None:
+                discard(probed)
             continue
         yield window, probed
         position = window.last + 1
+
+
+def windows_for(
+    planner: WindowPlanner,
+    ranges: Sequence[tuple[int, int]],
+    probe: Callable[[Window], T],
+    calls_in: Callable[[T], int],
+    lookback_ms: Optional[int] = None,
+    discard: Optional[Callable[[T], None]] = None,
+) -> Iterator[tuple[Window, T]]:
+    """Windows covering `ranges` exactly once, each with its probe.
+
+    With `lookback_ms` (an incremental read), the next sync reads again from the start of the
+    window holding its lookback point (the newest call less the lookback): a window longer than a
+    day must not hold that point, or the next sync would read again more than a day older than
+    the lookback. Such a window is held back until a call `lookback_ms` or more after its end
+    shows it cannot hold it (the newest call is then later); once every range is probed, a window
+    that still may is probed again in windows of a day at most, and the others are handed out.
+    """
+    held: list[tuple[Window, T]] = []
+    newest: Optional[Window] = None  # the latest window with a call: the newest call is in it or 1 ms beside it
+    for first, last in ranges:
+        for window, probed in iterate_windows(planner, first, last, probe, calls_in, discard=discard):
+            if calls_in(probed) > 0:
+                newest = window
+            if lookback_ms is None:
+                yield window, probed
+                continue
+            waiting = []
+            for earlier in held:
+                if newest is not None and newest.first - 1 >= earlier[0].last + lookback_ms:
+                    yield earlier
+                else:
+                    waiting.append(earlier)
+            held = waiting
+            if window.span <= DAY_MS or (newest is not None and newest.first - 1 >= window.last + lookback_ms):
+                yield window, probed
+            else:
+                held.append((window, probed))
+    for window, probed in held:
+        # Where the newest call may be (1 ms wider: a count covers a window's margins) against where it would have
+        # to be for this window to hold the lookback point more than a day after the window's start.
+        may_hold = newest is not None and (
+            newest.first - 1 <= window.last + (lookback_ms or 0)
+            and newest.last + 1 >= window.first + DAY_MS + (lookback_ms or 0)
+        )
+        if not may_hold:
+            yield window, probed
+            continue
+        if discard is not None:
+            discard(probed)
+        yield from iterate_windows(planner, window.first, window.last, probe, calls_in, DAY_MS, discard)
 
 
 def day_of(instant: int) -> str:
