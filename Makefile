@@ -2,6 +2,14 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 PY := .venv/bin/python
 STAMP := .venv/.installed-stamp
+# pytest's parallel workers (pytest-xdist) for the integration tests, which mostly wait (on the
+# connector's processes, the simulators' latency, the retries' pauses) rather than compute: more
+# workers than cores. WORKERS=0 runs pytest in one process. `make unit` runs in one process: its
+# tests are quick, and on 2 cores every worker's start-up (importing the CDK, collecting) costs more
+# than it saves.
+WORKERS ?= 4
+export WORKERS
+XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup)
 
 .PHONY: venv test lint unit integration demo bench image-test pyairbyte-test connector-test clean
 
@@ -17,17 +25,17 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check --exclude "*.md" .
 
+# The unit tests but the long simulations (marked slow), which `make test` runs too.
 unit: venv
-	$(PY) -m pytest unit_tests
+	$(PY) -m pytest -m "not slow" unit_tests
 
 integration: venv
-	$(PY) -m pytest integration_tests
+	$(PY) -m pytest $(XDIST) integration_tests
 
+# Everything CI runs: lint, then at once pytest (unit and integration tests, in WORKERS workers), the
+# image test, the PyAirbyte test and the airbyte-cdk connector test; see scripts/test_all.sh.
 test: lint
-	$(PY) -m pytest unit_tests integration_tests
-	bash scripts/image_test.sh
-	bash scripts/pyairbyte_test.sh
-	bash scripts/connector_test.sh
+	bash scripts/test_all.sh
 
 demo: venv
 	$(PY) scripts/demo.py

@@ -7,12 +7,19 @@ MAIN_REQUIREMENTS = [
     "airbyte-cdk>=7.39,<8",
     "requests>=2.31,<3",
     "jsonschema>=4.17,<5",
+    # Imported by the connector itself (transport.py, ledger.py), not only through the CDK.
+    "orjson>=3.10,<4",
 ]
 
 TEST_REQUIREMENTS = [
     "pytest>=8,<10",
+    # Tests run in parallel workers (`make unit`, `make test`: pytest -n).
+    "pytest-xdist>=3.6,<4",
+    # Never imported by the tests, but needed: the CDK's HttpMocker (unit_tests/conftest.py) imports it
+    # and the CDK does not declare it.
     "requests-mock>=1.11,<2",
-    "ruff>=0.6",
+    # The rules and the format the code is checked against change with ruff's minor versions.
+    "ruff>=0.17,<0.18",
     # The Airbyte protocol's own models (the pydantic 2 build), to validate every line the connector prints.
     "airbyte-protocol-models-pdv2>=0.17,<1",
     # The docs' warehouse SQL, run on a real sync loaded into DuckDB (integration_tests/test_audit_sql.py).

@@ -5,6 +5,8 @@ Everything but the fixtures lives in integration_tests/harness.py, shared with t
 
 from __future__ import annotations
 
+import ast
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,49 @@ from integration_tests.harness import (  # noqa: F401 - the tests import these f
     simulator,
     state_messages,
 )
+
+HERE = Path(__file__).resolve().parent
+SHARED_SCOPES = {"module", "class", "package"}
+
+
+@functools.cache
+def shares_a_fixture(module: Path) -> bool:
+    """Whether a test module defines a fixture wider than a test (`@pytest.fixture(scope="module")`...)."""
+    try:
+        tree = ast.parse(module.read_text(), str(module))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and ast.unparse(decorator.func).endswith("fixture"):
+                    for keyword in decorator.keywords:
+                        scope = keyword.value
+                        if keyword.arg == "scope" and isinstance(scope, ast.Constant) and scope.value in SHARED_SCOPES:
+                            return True
+    return False
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test` runs `pytest -n N --dist loadgroup`: every test goes to whichever worker is free, except
+    that the tests of a module defining a fixture wider than a test all run on one worker, one after the
+    other. That fixture (a sync loaded into DuckDB, a simulator on a fixed port held under a lock) is then
+    made once, not once per worker, and no worker waits for another's lock.
+
+    (xdist's own `xdist_group` marks do not group anything under pytest 9.2, pytest-xdist issue 1386: it
+    marks a group in the test's id, which pytest 9.2 no longer lets it change. Hence this scheduler.)
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedFixtureScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if shares_a_fixture(config.rootpath / path) else super()._split_scope(nodeid)
+
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.fixture

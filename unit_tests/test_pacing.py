@@ -532,6 +532,7 @@ SHAPES = {  # name: (limiter maker for a rate and a clock, its burst)
 }
 
 
+@pytest.mark.slow  # 1.6 million simulated events: `make test` runs it, `make unit` leaves it out
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_any_limiter_gets_85_percent_of_its_rate_or_more_with_5_percent_refused_or_less(shape):
     """5, 20 and 50 a second, 2, 50 and 100 ms a request, 429s without Retry-After, with Retry-After: 0 and 1.
