@@ -20,7 +20,7 @@ from airbyte.caches import DuckDBCache
 from airbyte.shared.catalog_providers import CatalogProvider
 from airbyte.strategies import WriteMethod, WriteStrategy
 
-from integration_tests.harness import COMMAND, DAY_MS, END_MS, START_MS, STREAM, config_for, simulator
+from integration_tests.harness import COMMAND, DAY_MS, END_MS, START_MS, STREAM, config_for, reread_from, simulator
 from integration_tests.telecmi_simulator import OUT_MISSED, generate_calls
 from source_telecmi.state import finished_ranges
 
@@ -58,10 +58,15 @@ def column_types(cache: DuckDBCache) -> dict[str, str]:
         return dict(connection.execute(query, {"s": SCHEMA, "t": STREAM}).all())
 
 
+def kept_state(cache: DuckDBCache) -> dict[str, Any]:
+    """The stream state PyAirbyte kept in the cache for the next read."""
+    message = cache.get_state_provider("source-telecmi").get_stream_state(STREAM)
+    return json.loads(message.model_dump_json())["stream"]["stream_state"]
+
+
 def newest_in_kept_state(cache: DuckDBCache) -> int:
     """The newest call of the stream state PyAirbyte kept in the cache for the next read."""
-    message = cache.get_state_provider("source-telecmi").get_stream_state(STREAM)
-    ranges = finished_ranges(json.loads(message.model_dump_json())["stream"]["stream_state"])
+    ranges = finished_ranges(kept_state(cache))
     assert ranges and ranges[-1][2] is not None, f"no newest call in the kept state: {ranges}"
     return ranges[-1][2]
 
@@ -104,29 +109,37 @@ def test_two_reads_into_duckdb_the_second_incremental(tmp_path: Path) -> None:
         )
         sim.add_calls(OUT_MISSED, new_calls)
         sim.stats.reset()
+        # The first read's last window (a page or two, holding the point after its newest call) is read again from
+        # its start, so that its sync_audit row covers it whole.
+        resume = reread_from(kept_state(cache))
+        again = [c for c in first_calls if c["time"] >= resume]
+        assert 1 <= len(again) <= 40 and resume > newest - DAY_MS
         source.set_config(config_for(sim, end_date=LATER_END))
-        assert source.read(cache=cache).processed_records == len(new_calls), (
-            "the second read should bring the new calls"
+        assert source.read(cache=cache).processed_records == len(again) + len(new_calls), (
+            "the second read should bring the new calls, and the first read's last window again"
         )
         asked_from = min(b["from"] for b in sim.stats.bodies_for(OUT_MISSED))
-        assert asked_from >= newest - 1, f"asked from {asked_from}, before {newest}: PyAirbyte's state was not used"
+        assert asked_from >= resume - 1, f"asked from {asked_from}, before {resume}: PyAirbyte's state was not used"
         rows = rows_by_id(cache)
         assert set(rows) == {c["cmiuid"] for c in first_calls + new_calls}
         rewritten = {i for i, r in rows.items() if r["_airbyte_raw_id"] not in first_raw_ids}
-        assert rewritten == {c["cmiuid"] for c in new_calls}, "rows of the first read were rewritten"
+        assert rewritten == {c["cmiuid"] for c in again + new_calls}, "rows of the first read were rewritten"
         assert newest_in_kept_state(cache) == max(c["time"] for c in new_calls)
 
 
 def test_lookback_rereads_recent_calls_into_the_same_rows(tmp_path: Path) -> None:
     calls = generate_calls(150, START_MS, START_MS + 10 * DAY_MS, seed=21)
     newest = max(c["time"] for c in calls)
-    recent = [c for c in calls if c["time"] > newest - DAY_MS]
-    assert 0 < len(recent) < len(calls)
     with simulator({OUT_MISSED: calls}) as sim:
-        source = telecmi_source(config_for(sim))
+        source = telecmi_source(config_for(sim, lookback_window_days=1))
         cache = new_cache(tmp_path)
         source.read(cache=cache)
         assert len(rows_by_id(cache)) == len(calls)
+        # The last day, from the start of the first read's window holding its lookback point (at most a day before).
+        resume = reread_from(kept_state(cache), DAY_MS)
+        assert newest - 2 * DAY_MS <= resume <= newest - DAY_MS + 1
+        recent = [c for c in calls if c["time"] >= resume]
+        assert 0 < len(recent) < len(calls)
 
         # An agent adds a note to the newest call after the first read; the simulator serves the
         # records it was given, so the change shows in its later answers.
