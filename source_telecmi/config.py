@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_telecmi.credentials import Credentials
-from source_telecmi.platforms import REGIONS, Platform, platform_for
 from source_telecmi.secrets import one_line, register_secret
+from source_telecmi.telecmi.credentials import Credentials
+from source_telecmi.telecmi.platforms import REGIONS, Platform, platform_for
 from source_telecmi.timeline import days_ms, format_ms, now_ms, parse_utc
 
 API_URLS = REGIONS

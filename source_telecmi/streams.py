@@ -18,18 +18,24 @@ from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
 from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
 from airbyte_cdk.sources.utils.schema_helpers import ResourceSchemaLoader
 
-from source_telecmi.audit import AUDIT_CURSOR, AUDIT_KEY, SYNC_AUDIT, Audit
 from source_telecmi.config import ConfigError, TelecmiConfig
-from source_telecmi.ledger import identity
-from source_telecmi.partitions import FullRefreshWindows, OnePartition, Skipped, WholeListPartition, WindowPartitions
-from source_telecmi.platforms import DAILY, SINGLE, ListRow
-from source_telecmi.reading import Identify, Lister, by_content
+from source_telecmi.engine.audit import AUDIT_CURSOR, AUDIT_KEY, SYNC_AUDIT, Audit
+from source_telecmi.engine.ledger import identity
+from source_telecmi.engine.one_answer import DayCursor, DayReading, SinglePartition, balance_extra, days_to_read
+from source_telecmi.engine.partitions import (
+    FullRefreshWindows,
+    OnePartition,
+    Skipped,
+    WholeListPartition,
+    WindowPartitions,
+)
+from source_telecmi.engine.reading import Identify, Lister, by_content
 from source_telecmi.records import NULLED, Conformer
 from source_telecmi.secrets import replace_secrets, without_secrets
 from source_telecmi.state import WindowCursor, readable_state
-from source_telecmi.telecmi import TelecmiApi
+from source_telecmi.telecmi.client import TelecmiApi
+from source_telecmi.telecmi.platforms import DAILY, SINGLE, ListRow
 from source_telecmi.timeline import WindowPlanner, day_of, instant_of, iso_ms, ranges_to_read
-from source_telecmi.totals import DayCursor, DayReading, SinglePartition, balance_extra, days_to_read
 
 STARTED_AT = "started_at"
 

@@ -12,7 +12,8 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.test.mock_http import HttpRequest, HttpResponse
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_telecmi.answers import (
+from source_telecmi.secrets import register_secret
+from source_telecmi.telecmi.answers import (
     ADDRESS_IN_DOUBT,
     BODY_CODES,
     NETWORK_FAULTS,
@@ -39,10 +40,9 @@ from source_telecmi.answers import (
     retry_after_s,
     say,
 )
-from source_telecmi.credentials import Credentials
-from source_telecmi.platforms import ACCOUNT, CALL_LISTS, PLATFORMS, USER
-from source_telecmi.secrets import register_secret
-from source_telecmi.telecmi import TelecmiApi, listing
+from source_telecmi.telecmi.client import TelecmiApi, listing
+from source_telecmi.telecmi.credentials import Credentials
+from source_telecmi.telecmi.platforms import ACCOUNT, CALL_LISTS, PLATFORMS, USER
 
 API = "https://rest.telecmi.com"
 OUT_MISSED = "/v2/user/out_missed"

@@ -7,7 +7,7 @@ import pytest
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_telecmi.credentials import Credentials, TokenKeeper, config_error
+from source_telecmi.telecmi.credentials import Credentials, TokenKeeper, config_error
 
 LOGIN_CREDENTIALS = Credentials(kind="login", user_id="101_1111112", password="pw")
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from integration_tests.limiters import FixedWindow, TokenBucket
-from source_telecmi.pacing import Pacer, RateLimitExhausted
+from source_telecmi.telecmi.pacing import Pacer, RateLimitExhausted
 
 LOGGER = logging.getLogger("test_pacing")
 

@@ -9,9 +9,8 @@ from airbyte_cdk.sources.message import InMemoryMessageRepository
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from test_windows import STREAM, T0, FakeEndpoint, FakeUserList, assert_exactly_once, call, lister_of, spread, user
 
-from source_telecmi.answers import AccessRefused, EndpointMissing
-from source_telecmi.ledger import PagingError
-from source_telecmi.partitions import (
+from source_telecmi.engine.ledger import PagingError
+from source_telecmi.engine.partitions import (
     Backlog,
     FullRefreshWindows,
     OnePartition,
@@ -20,13 +19,14 @@ from source_telecmi.partitions import (
     WholeListPartition,
     WindowPartitions,
 )
-from source_telecmi.platforms import USERS_LIST
-from source_telecmi.reading import Lister
+from source_telecmi.engine.reading import Lister
+from source_telecmi.engine.window_read import WindowRead
 from source_telecmi.records import Conformer
 from source_telecmi.streams import schema_of, shaper
-from source_telecmi.telecmi import Page
+from source_telecmi.telecmi.answers import AccessRefused, EndpointMissing
+from source_telecmi.telecmi.client import Page
+from source_telecmi.telecmi.platforms import USERS_LIST
 from source_telecmi.timeline import Window, WindowPlanner
-from source_telecmi.windows import WindowRead
 
 DAY = 86_400_000
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from source_telecmi.platforms import (
+from source_telecmi.streams import schema_of
+from source_telecmi.telecmi.platforms import (
     ACCOUNT,
     ANALYSIS,
     APP_FIELDS,
@@ -24,7 +25,6 @@ from source_telecmi.platforms import (
     Path,
     platform_for,
 )
-from source_telecmi.streams import schema_of
 
 CALLS = {row.stream: row for row in CALL_LISTS}
 

@@ -617,8 +617,8 @@ def test_meta_of_lists_every_change_with_the_protocols_reason():
 
 
 def test_the_shaper_declares_every_change_it_and_the_conformer_make_and_no_other():
-    from source_telecmi.platforms import LISTS
     from source_telecmi.streams import schema_of, shaper
+    from source_telecmi.telecmi.platforms import LISTS
 
     rows = {row.stream: row for row in LISTS}
     row = rows["incoming_answered_calls"]

@@ -7,10 +7,10 @@ from airbyte_cdk.models import SyncMode
 from airbyte_cdk.sources.message import InMemoryMessageRepository
 from airbyte_cdk.sources.streams.concurrent.cursor import FinalStateCursor
 
-from source_telecmi.platforms import CALL_LISTS, LISTS, USERS_LIST
 from source_telecmi.records import Conformer
 from source_telecmi.secrets import mask
 from source_telecmi.streams import STARTED_AT, build_stream, instant_for, schema_of, shaper
+from source_telecmi.telecmi.platforms import CALL_LISTS, LISTS, USERS_LIST
 
 ROWS = {row.stream: row for row in LISTS}
 AT = 1764583200123  # 2025-12-01T10:00:00.123Z

@@ -12,20 +12,20 @@ from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from conftest import Answer, FakeClock
 
-from source_telecmi import telecmi as telecmi_module
-from source_telecmi.answers import AccessRefused, EndpointMissing
-from source_telecmi.credentials import Credentials
-from source_telecmi.handler import FIRST_BACKOFF_S, FIRST_REFUSAL_BACKOFF_S, LONGEST_BACKOFF_S, Backoff
-from source_telecmi.pacing import Pacer
-from source_telecmi.platforms import ACCOUNT, CALL_LISTS, INDIA, PLATFORMS, USER, USERS_LIST
 from source_telecmi.secrets import mask
-from source_telecmi.telecmi import (
+from source_telecmi.telecmi import client as telecmi_module
+from source_telecmi.telecmi.answers import AccessRefused, EndpointMissing
+from source_telecmi.telecmi.client import (
     CHECK_MAX_RETRIES,
     MAX_RETRIES,
     Page,
     TelecmiApi,
     listing,
 )
+from source_telecmi.telecmi.credentials import Credentials
+from source_telecmi.telecmi.handler import FIRST_BACKOFF_S, FIRST_REFUSAL_BACKOFF_S, LONGEST_BACKOFF_S, Backoff
+from source_telecmi.telecmi.pacing import Pacer
+from source_telecmi.telecmi.platforms import ACCOUNT, CALL_LISTS, INDIA, PLATFORMS, USER, USERS_LIST
 
 API = "https://rest.telecmi.com"
 INDIA_URL = "https://piopiy.telecmi.com"

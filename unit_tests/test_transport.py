@@ -10,8 +10,8 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from conftest import Answer, FakeClock
 
-from source_telecmi.pacing import Pacer
-from source_telecmi.transport import (
+from source_telecmi.telecmi.pacing import Pacer
+from source_telecmi.telecmi.transport import (
     DEFAULT_REQUEST_TIMEOUT_S,
     SyncEnded,
     Transport,

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from source_telecmi.ledger import (
+from source_telecmi.engine.ledger import (
     Ledger,
     PageSize,
     PagingError,
@@ -18,8 +18,7 @@ from source_telecmi.ledger import (
     page_size_of,
     split,
 )
-from source_telecmi.platforms import CALL_LISTS, USERS_LIST
-from source_telecmi.reading import (
+from source_telecmi.engine.reading import (
     LEAST_REREAD_REQUESTS,
     MOST_PAGES_WITHOUT_COUNT,
     REREAD_REQUESTS_PER_PAGE,
@@ -27,9 +26,10 @@ from source_telecmi.reading import (
     Lister,
     WholeRead,
 )
-from source_telecmi.telecmi import Page
+from source_telecmi.engine.window_read import WindowRead
+from source_telecmi.telecmi.client import Page
+from source_telecmi.telecmi.platforms import CALL_LISTS, USERS_LIST
 from source_telecmi.timeline import Window, instant_of
-from source_telecmi.windows import WindowRead
 
 T0 = 1764547200000  # 2025-12-01T00:00:00Z
 WINDOW = Window(T0, T0 + 999)
@@ -829,7 +829,7 @@ def test_a_user_read_twice_is_emitted_once(log):
 
 
 def test_a_list_that_never_runs_dry_without_a_count_ends_in_an_error(log, monkeypatch):
-    from source_telecmi import reading
+    from source_telecmi.engine import reading
 
     monkeypatch.setattr(reading, "MOST_PAGES_WITHOUT_COUNT", 5)
 

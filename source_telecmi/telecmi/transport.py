@@ -14,8 +14,8 @@ import urllib3
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_telecmi.answers import rate_limited, retry_after_s
-from source_telecmi.pacing import Pacer, RateLimitExhausted
+from source_telecmi.telecmi.answers import rate_limited, retry_after_s
+from source_telecmi.telecmi.pacing import Pacer, RateLimitExhausted
 
 # Tests shorten waits with these; production keeps the defaults.
 BACKOFF_SCALE_ENV = "SOURCE_TELECMI_BACKOFF_SCALE"

@@ -21,7 +21,8 @@ from airbyte_cdk.sources.streams.http.error_handlers import (
     ResponseAction,
 )
 
-from source_telecmi.answers import (
+from source_telecmi.secrets import register_named
+from source_telecmi.telecmi.answers import (
     ADDRESS_IN_DOUBT,
     BODY_CODES,
     NETWORK_FAULTS,
@@ -36,11 +37,10 @@ from source_telecmi.answers import (
     network_cause,
     say,
 )
-from source_telecmi.secrets import register_named
-from source_telecmi.transport import SyncEnded, wait_scale
+from source_telecmi.telecmi.transport import SyncEnded, wait_scale
 
 if TYPE_CHECKING:
-    from source_telecmi.telecmi import TelecmiApi
+    from source_telecmi.telecmi.client import TelecmiApi
 
 FIRST_BACKOFF_S = 5.0
 LONGEST_BACKOFF_S = 120.0

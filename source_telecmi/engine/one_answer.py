@@ -23,12 +23,12 @@ from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partitio
 from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
 from airbyte_cdk.sources.types import Record
 
-from source_telecmi.answers import AccessRefused
 from source_telecmi.config import ConfigError
-from source_telecmi.partitions import Skipped, refused_after_serving, skip
-from source_telecmi.reading import Lister
+from source_telecmi.engine.partitions import Skipped, refused_after_serving, skip
+from source_telecmi.engine.reading import Lister
 from source_telecmi.secrets import one_line
-from source_telecmi.telecmi import ListEndpoint
+from source_telecmi.telecmi.answers import AccessRefused
+from source_telecmi.telecmi.client import ListEndpoint
 from source_telecmi.timeline import DAY_MS, Window, day_of, day_start, day_windows, instant_of, iso_ms, now_ms
 
 DAY_FIELD = "day"

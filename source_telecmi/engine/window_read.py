@@ -28,9 +28,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator
 from typing import Any, Optional
 
-from source_telecmi.ledger import Ledger, PagingError, Probe, WindowAudit, split
-from source_telecmi.reading import LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE, Lister, Reading
-from source_telecmi.telecmi import Page
+from source_telecmi.engine.ledger import Ledger, PagingError, Probe, WindowAudit, split
+from source_telecmi.engine.reading import LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE, Lister, Reading
+from source_telecmi.telecmi.client import Page
 from source_telecmi.timeline import Window
 
 # A busy millisecond is read as a piece of this span, with a millisecond of margin on each side: a

@@ -17,8 +17,17 @@ import threading
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Optional
 
-from source_telecmi.ledger import Ledger, PageSize, PagingError, Probe, WindowAudit, calls_in, fingerprint, page_size_of
-from source_telecmi.telecmi import ListEndpoint, Page
+from source_telecmi.engine.ledger import (
+    Ledger,
+    PageSize,
+    PagingError,
+    Probe,
+    WindowAudit,
+    calls_in,
+    fingerprint,
+    page_size_of,
+)
+from source_telecmi.telecmi.client import ListEndpoint, Page
 from source_telecmi.timeline import Window
 
 # A window that does not add up may spend this many requests (at least) on being read again:

@@ -18,17 +18,17 @@ from typing import Any, Optional
 from airbyte_cdk.sources.streams.http.http_client import HttpClient
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_telecmi.answers import (
+from source_telecmi.secrets import register_secret
+from source_telecmi.telecmi.answers import (
     AccessRefused,
     as_count,
     body_of,
 )
-from source_telecmi.credentials import Credentials, TokenKeeper
-from source_telecmi.handler import AnswerHandler, Backoff
-from source_telecmi.pacing import Pacer
-from source_telecmi.platforms import ANALYSIS, LOGIN_PATH, ListRow, Path, Platform
-from source_telecmi.secrets import register_secret
-from source_telecmi.transport import Transport, request_timeout_s, wait_scale
+from source_telecmi.telecmi.credentials import Credentials, TokenKeeper
+from source_telecmi.telecmi.handler import AnswerHandler, Backoff
+from source_telecmi.telecmi.pacing import Pacer
+from source_telecmi.telecmi.platforms import ANALYSIS, LOGIN_PATH, ListRow, Path, Platform
+from source_telecmi.telecmi.transport import Transport, request_timeout_s, wait_scale
 
 MAX_RETRIES = 5
 CHECK_MAX_RETRIES = 2

@@ -28,11 +28,11 @@ from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator impor
 from airbyte_cdk.sources.types import Record
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_telecmi.answers import AccessRefused, EndpointMissing
-from source_telecmi.ledger import PagingError, Probe
-from source_telecmi.reading import Lister, WholeRead
+from source_telecmi.engine.ledger import PagingError, Probe
+from source_telecmi.engine.reading import Lister, WholeRead
+from source_telecmi.engine.window_read import WindowRead
+from source_telecmi.telecmi.answers import AccessRefused, EndpointMissing
 from source_telecmi.timeline import Window, WindowPlanner, estimate_total, windows_for
-from source_telecmi.windows import WindowRead
 
 
 class Skipped:
