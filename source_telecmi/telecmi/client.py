@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from airbyte_cdk.sources.streams.http.http_client import HttpClient
@@ -27,6 +26,7 @@ from source_telecmi.telecmi.answers import (
 from source_telecmi.telecmi.credentials import Credentials, TokenKeeper
 from source_telecmi.telecmi.handler import AnswerHandler, Backoff
 from source_telecmi.telecmi.pacing import Pacer
+from source_telecmi.telecmi.page import Page
 from source_telecmi.telecmi.platforms import ANALYSIS, LOGIN_PATH, ListRow, Path, Platform
 from source_telecmi.telecmi.transport import Transport, request_timeout_s, wait_scale
 
@@ -35,16 +35,6 @@ CHECK_MAX_RETRIES = 2
 # With no answer at all yet, connection failures (a name that does not resolve, a refused
 # connection) end the sync after this long instead of spending every retry of every request.
 UNREACHABLE_AFTER_S = 60.0
-
-
-@dataclass
-class Page:
-    """One page of a list, and the total TeleCMI reported for what was asked (None where it sends none)."""
-
-    count: Optional[int]
-    records: list[dict[str, Any]]
-    sent: int = 1  # the requests it took, retries and rate-limited ones included
-    answered: int = 0  # when TeleCMI answered it, in the order of the sync's answers (set by the reader)
 
 
 class TelecmiApi:
