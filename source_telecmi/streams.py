@@ -34,7 +34,7 @@ from source_telecmi.records import NULLED, Conformer
 from source_telecmi.secrets import replace_secrets, without_secrets
 from source_telecmi.state import WindowCursor, readable_state
 from source_telecmi.telecmi.client import TelecmiApi
-from source_telecmi.telecmi.platforms import DAILY, SINGLE, ListRow
+from source_telecmi.telecmi.platforms import ListRow, StreamKind
 from source_telecmi.timeline import WindowPlanner, day_of, instant_of, iso_ms, ranges_to_read
 
 STARTED_AT = "started_at"
@@ -159,39 +159,65 @@ class Wiring(NamedTuple):
     audited: bool = False  # whether this sync prints sync_audit
 
     def wired(self, row: ListRow, mode: SyncMode) -> DefaultStream:
-        """The stream of `row`, wired to read in `mode`."""
-        settings, logger, messages, skipped = self.settings, self.logger, self.messages, self.skipped
-        wiring = self
+        """The stream of `row`, wired to read in `mode` by the reader of its kind (`READERS`)."""
         schema = schema_of(row.schema_name)
-        cursor: Any = FinalStateCursor(row.stream, None, messages)
         conform = self.conformers[row.stream] = Conformer(row.stream, schema)
         shape = shaper(row, conform)
-        audit = wiring.audit.window_done if row.windowed else None
+        audit = self.audit.window_done if row.windowed else None
         listers = [
-            Lister(row.stream, e, shape, instant_for(row), logger, audit, identity_for(row))
-            for e in wiring.api.endpoints(row)
+            Lister(row.stream, e, shape, instant_for(row), self.logger, audit, identity_for(row))
+            for e in self.api.endpoints(row)
         ]
         incremental = mode == SyncMode.incremental and row.cursor is not None
-        if row.kind == SINGLE:
-            partitions: Any = OnePartition(SinglePartition(listers[0], skipped, balance_extra))
-        elif row.kind == DAILY:
-            saved = wiring.state_manager.get_stream_state(row.stream, None) if incremental else {}
-            days = days_to_read(saved, settings.start, settings.end, settings.lookback_days, row.stream)
-            if incremental and days:
-                cursor = DayCursor(row.stream, messages, day_of(days[-1].first), saved, skipped)
-            partitions = DayReading(listers[0], days, skipped)
-        elif not row.windowed:
-            partitions = OnePartition(WholeListPartition(listers, skipped))
-        else:
-            cursor = window_cursor(row, settings, wiring.state_manager, messages, wiring) if incremental else None
-            lister = listers[0]
-            stops = (settings.end - settings.lookback_ms, settings.end) if incremental else ()
-            planner = planner_for(settings.num_workers, lister.page_size.largest, stops)
-            ranges = ranges_for(cursor, settings)
-            expect, lookback = (cursor.expect, settings.lookback_ms) if cursor else (None, None)
-            partitions = WindowPartitions(lister, ranges, planner, messages, skipped, expect, lookback)
-            cursor = cursor or FullRefreshWindows(row.stream, None, messages)
-        return build_stream(row, schema, partitions, cursor, logger)
+        partitions, cursor = READERS[row.kind](self, row, listers, incremental)
+        return build_stream(row, schema, partitions, cursor, self.logger)
+
+
+def read_single(wiring: Wiring, row: ListRow, listers: list[Lister], incremental: bool) -> Reader:
+    """One answer a sync (the balance): one partition, no state."""
+    partition = OnePartition(SinglePartition(listers[0], wiring.skipped, balance_extra))
+    return partition, FinalStateCursor(row.stream, None, wiring.messages)
+
+
+def read_daily(wiring: Wiring, row: ListRow, listers: list[Lister], incremental: bool) -> Reader:
+    """One answer per day begun (the daily totals); incremental, from the last day read in full."""
+    settings, cursor = wiring.settings, None
+    saved = wiring.state_manager.get_stream_state(row.stream, None) if incremental else {}
+    days = days_to_read(saved, settings.start, settings.end, settings.lookback_days, row.stream)
+    if incremental and days:
+        cursor = DayCursor(row.stream, wiring.messages, day_of(days[-1].first), saved, wiring.skipped)
+    return DayReading(listers[0], days, wiring.skipped), cursor or FinalStateCursor(row.stream, None, wiring.messages)
+
+
+def read_whole(wiring: Wiring, row: ListRow, listers: list[Lister], incremental: bool) -> Reader:
+    """The whole list, page after page to its end (the users), from the first endpoint that has it."""
+    return OnePartition(WholeListPartition(listers, wiring.skipped)), FinalStateCursor(
+        row.stream, None, wiring.messages
+    )
+
+
+def read_windows(wiring: Wiring, row: ListRow, listers: list[Lister], incremental: bool) -> Reader:
+    """Time windows probed one after the other, a partition per page; incremental, from the state's audit trail."""
+    settings, messages = wiring.settings, wiring.messages
+    cursor = window_cursor(row, settings, wiring.state_manager, messages, wiring) if incremental else None
+    lister = listers[0]
+    stops = (settings.end - settings.lookback_ms, settings.end) if incremental else ()
+    planner = planner_for(settings.num_workers, lister.page_size.largest, stops)
+    expect, lookback = (cursor.expect, settings.lookback_ms) if cursor else (None, None)
+    partitions = WindowPartitions(
+        lister, ranges_for(cursor, settings), planner, messages, wiring.skipped, expect, lookback
+    )
+    return partitions, cursor or FullRefreshWindows(row.stream, None, messages)
+
+
+Reader = tuple[PartitionGenerator, Cursor]
+# How each kind of list is read: adding a kind is a row here and its reader above.
+READERS: dict[StreamKind, Callable[[Wiring, ListRow, list[Lister], bool], Reader]] = {
+    StreamKind.SINGLE: read_single,
+    StreamKind.DAILY: read_daily,
+    StreamKind.WHOLE: read_whole,
+    StreamKind.WINDOWED: read_windows,
+}
 
 
 def window_cursor(

@@ -9,19 +9,17 @@ from source_telecmi.telecmi.platforms import (
     APP_FIELDS,
     BALANCE,
     CALL_LISTS,
-    DAILY,
     DAILY_TOTALS,
     INDIA,
     LISTS,
     LOGIN_PATH,
-    PAGED,
     PLATFORMS,
     REGIONS,
-    SINGLE,
     USER,
     USERS_LIST,
     VOICEMAILS,
     ListRow,
+    StreamKind,
     Path,
     platform_for,
 )
@@ -128,11 +126,13 @@ def test_the_lists_every_platform_reads():
 
 def test_how_each_list_is_read():
     assert [row.stream for row in LISTS if row.windowed] == [*(row.stream for row in CALL_LISTS), "voicemails"]
-    assert {row.stream: row.kind for row in LISTS if row.kind != PAGED} == {
-        "daily_call_totals": DAILY,
-        "account_balance": SINGLE,
+    assert {row.stream: row.kind for row in LISTS if not row.windowed} == {
+        "users": StreamKind.WHOLE,
+        "daily_call_totals": StreamKind.DAILY,
+        "account_balance": StreamKind.SINGLE,
     }
-    assert not USERS_LIST.windowed and USERS_LIST.kind == PAGED
+    assert all(row.cursor == "time" for row in LISTS if row.kind is StreamKind.WINDOWED)
+    assert not USERS_LIST.windowed and USERS_LIST.kind is StreamKind.WHOLE
     assert not DAILY_TOTALS.windowed, "a cursor, but one answer per day, not windows of pages"
 
 
@@ -181,4 +181,28 @@ def test_a_row_without_a_platform_lacks_it():
     row = ListRow(stream="s", paths={ACCOUNT: (Path("/x", 5),)}, items="items", primary_key=("id",))
     assert row.on(INDIA) == () and row.on(ACCOUNT) == (Path("/x", 5),)
     assert (row.cursor, dict(row.constants), row.count_required, row.key_from) == (None, {}, True, None)
-    assert (row.kind, row.fields, row.windowed) == (PAGED, (), False)
+    assert (row.kind, row.fields, row.windowed) == (StreamKind.WHOLE, (), False)
+
+
+def test_the_call_lists_are_a_matrix_of_stream_and_platform():
+    """A platform is a column: every call list has a path on each, with the column's page size."""
+    assert [row.stream for row in CALL_LISTS] == [
+        "incoming_answered_calls",
+        "incoming_missed_calls",
+        "outgoing_answered_calls",
+        "outgoing_missed_calls",
+    ]
+    assert {platform: row.on(platform)[0].page_size for row in CALL_LISTS for platform in (USER, ACCOUNT, INDIA)} == {
+        USER: 10,
+        ACCOUNT: 20,
+        INDIA: 10,
+    }
+    assert [row.on(INDIA)[0].path for row in CALL_LISTS] == [
+        "/v1/answered",
+        "/v1/missed",
+        "/v1/outanswered",
+        "/v1/outmissed",
+    ]
+    assert [dict(row.constants) for row in CALL_LISTS] == [
+        {"direction": d, "status": s} for d in ("incoming", "outgoing") for s in ("answered", "missed")
+    ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Optional
 
 USER, ACCOUNT, INDIA = "user", "account", "india"
@@ -79,7 +80,13 @@ class Path:
     credentials: Optional[Mapping[str, str]] = None  # the platform's, unless this path differs
 
 
-PAGED, DAILY, SINGLE = "paged", "daily", "single"
+class StreamKind(Enum):
+    """How a list is read; the source wires each kind to its reader (`streams.READERS`)."""
+
+    WINDOWED = "windowed"  # pages of records in time windows, each window exactly once (incremental by `cursor`)
+    WHOLE = "whole"  # pages of the whole list, read to its end (full refresh)
+    DAILY = "daily"  # one answer per UTC day, for that day's range; its `fields` make the day's record
+    SINGLE = "single"  # one answer per sync; its `fields` make the sync's one record
 
 
 @dataclass(frozen=True)
@@ -87,12 +94,9 @@ class ListRow:
     """One list TeleCMI serves, as a stream.
 
     `paths` gives, per platform that has the list, the paths to try in order (the next when TeleCMI
-    does not have one). `kind` says how it is read:
-    - `paged`: pages of records under `items`. With a `cursor` it is read in time windows
-      (incremental); without, whole (full refresh). `count_required`: a page without the count is
-      retried (a list whose count is optional is read until a page comes back short).
-    - `daily`: one answer per UTC day, for that day's range; its `fields` make the day's record.
-    - `single`: one answer per sync; its `fields` make the sync's one record.
+    does not have one). `kind` says how it is read (`StreamKind`): windowed and whole lists are pages
+    of records under `items`; `count_required`: a page without the count is retried (a list whose
+    count is optional is read until a page comes back short).
     """
 
     stream: str
@@ -104,13 +108,13 @@ class ListRow:
     count_required: bool = True
     # The field a platform's records carry instead of the primary key (India's `_id`), copied into it.
     key_from: Optional[str] = None
-    kind: str = PAGED
+    kind: StreamKind = StreamKind.WHOLE
     fields: tuple[str, ...] = ()  # daily and single: the answer's fields a record is made of
 
     @property
     def windowed(self) -> bool:
         """Read in time windows, exactly once per window (the call lists, the voicemails)."""
-        return self.kind == PAGED and self.cursor is not None
+        return self.kind is StreamKind.WINDOWED
 
     @property
     def schema_name(self) -> str:
@@ -121,30 +125,32 @@ class ListRow:
         return self.paths.get(platform, ())
 
 
-def _call_list(stream: str, direction: str, status: str, user: str, account: str, india: str) -> ListRow:
-    return ListRow(
+# The call lists as a matrix, stream x platform: a platform (a region) is a column, with its page size.
+CALL_PLATFORMS: tuple[tuple[str, int], ...] = ((USER, 10), (ACCOUNT, 20), (INDIA, 10))
+CALL_PATHS: dict[tuple[str, str, str], tuple[str, ...]] = {
+    # (stream, direction, status):                           USER                     ACCOUNT             INDIA
+    ("incoming_answered_calls", "incoming", "answered"): ("/v2/user/answered", "/v2/answered", "/v1/answered"),
+    ("incoming_missed_calls", "incoming", "missed"): ("/v2/user/missed", "/v2/missed", "/v1/missed"),
+    ("outgoing_answered_calls", "outgoing", "answered"): (
+        "/v2/user/out_answered",
+        "/v2/out_answered",
+        "/v1/outanswered",
+    ),
+    ("outgoing_missed_calls", "outgoing", "missed"): ("/v2/user/out_missed", "/v2/out_missed", "/v1/outmissed"),
+}
+
+CALL_LISTS: tuple[ListRow, ...] = tuple(
+    ListRow(
         stream=stream,
-        paths={USER: (Path(user, 10),), ACCOUNT: (Path(account, 20),), INDIA: (Path(india, 10),)},
+        paths={platform: (Path(path, size),) for (platform, size), path in zip(CALL_PLATFORMS, paths, strict=True)},
         items="cdr",
         primary_key=("cmiuid",),
         cursor="time",
         constants={"direction": direction, "status": status},
         key_from="_id",
+        kind=StreamKind.WINDOWED,
     )
-
-
-CALL_LISTS: tuple[ListRow, ...] = (
-    _call_list("incoming_answered_calls", "incoming", "answered", "/v2/user/answered", "/v2/answered", "/v1/answered"),
-    _call_list("incoming_missed_calls", "incoming", "missed", "/v2/user/missed", "/v2/missed", "/v1/missed"),
-    _call_list(
-        "outgoing_answered_calls",
-        "outgoing",
-        "answered",
-        "/v2/user/out_answered",
-        "/v2/out_answered",
-        "/v1/outanswered",
-    ),
-    _call_list("outgoing_missed_calls", "outgoing", "missed", "/v2/user/out_missed", "/v2/out_missed", "/v1/outmissed"),
+    for (stream, direction, status), paths in CALL_PATHS.items()
 )
 
 VOICEMAILS = ListRow(
@@ -153,6 +159,7 @@ VOICEMAILS = ListRow(
     items="voicemail",
     primary_key=("voicename",),
     cursor="time",
+    kind=StreamKind.WINDOWED,
 )
 
 USERS_LIST = ListRow(
@@ -174,7 +181,7 @@ DAILY_TOTALS = ListRow(
     paths={platform: (path,) for platform, path in ANALYSIS.items()},
     primary_key=("day",),
     cursor="day",
-    kind=DAILY,
+    kind=StreamKind.DAILY,
     fields=("total", "answered", "missed"),
 )
 
@@ -182,7 +189,7 @@ BALANCE = ListRow(
     stream="account_balance",
     paths={ACCOUNT: (Path("/v2/balance", 1),), INDIA: (Path("/v1/balance", 1),)},
     primary_key=(),
-    kind=SINGLE,
+    kind=StreamKind.SINGLE,
     fields=("balance", "sms", "expire"),
 )
 
