@@ -9,10 +9,12 @@ outside 1970 to 9999 (UTC), plain http to a host that is not loopback, a URL wit
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -26,18 +28,18 @@ from source_telecmi.timeline import days_ms, format_ms, now_ms, parse_utc
 
 API_URLS = REGIONS
 DEFAULT_API_URL = API_URLS["global"]
-DEFAULT_LOOKBACK_DAYS = 1
-# The ceiling of requests in flight: the connector comes down from it by itself under a rate limit.
-DEFAULT_NUM_WORKERS = 8
-MOST_WORKERS = 32
-MOST_LOOKBACK_DAYS = 3650
-
-# The patterns of spec.json (unit_tests/test_spec.py checks they are the spec's), read here with
-# Python's `re` as the spec's validator reads them: `\s` is exactly what `str.strip()` removes.
-APP_ID_PATTERN = r"^\s*0*[1-9][0-9]*\s*$"
-APP_ID_MOST_CHARS = 64  # the spec's maxLength: Python's int() refuses more than 4,300 digits
-NOT_BLANK_PATTERN = r"^[\s\S]*\S[\s\S]*$"
-API_URL_PATTERN = r"^\s*([Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+[^\s?#]*)?\s*$"
+# spec.json owns every default, bound and pattern; the parser reads them from it, so the two cannot disagree.
+SPEC: dict[str, Any] = json.loads((Path(__file__).parent / "spec.json").read_text())["connectionSpecification"]
+FIELDS: dict[str, Any] = SPEC["properties"]
+APP_FIELDS: dict[str, Any] = next(
+    o["properties"] for o in FIELDS["credentials"]["oneOf"] if o["properties"]["auth_type"]["const"] == "app"
+)
+# The spec's patterns, read with Python's `re` as the spec's validator reads them: `\s` is exactly what
+# `str.strip()` removes.
+APP_ID_PATTERN: str = APP_FIELDS["app_id"]["pattern"]
+APP_ID_MOST_CHARS: int = APP_FIELDS["app_id"]["maxLength"]  # Python's int() refuses more than 4,300 digits
+NOT_BLANK_PATTERN: str = APP_FIELDS["app_secret"]["pattern"]
+API_URL_PATTERN: str = FIELDS["api_url"]["pattern"]
 # TeleCMI's times are epoch milliseconds: a date before the epoch or past year 9999 is no date to read from.
 EARLIEST_MS = 0
 LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
@@ -57,11 +59,15 @@ class TelecmiConfig:
     credentials: Credentials
     start: int
     end: int
-    lookback_ms: int
     api_url: str
     num_workers: int
     region: str = "global"
-    lookback_days: int = 0
+    lookback_days: int = 0  # the one unit of the lookback, as the user gave it
+
+    @property
+    def lookback_ms(self) -> int:
+        """The lookback window, for the millisecond arithmetic of windows."""
+        return days_ms(self.lookback_days)
 
     @property
     def platform(self) -> Platform:
@@ -86,8 +92,8 @@ class TelecmiConfig:
         if end < start:
             raise ConfigError(f"start_date {format_ms(start)} is in the future: no call to read yet")
         end = min(end, max(now, start))  # an end_date ahead: up to now (a start ahead: nothing happened yet)
-        lookback_days = _whole_number(config, "lookback_window_days", DEFAULT_LOOKBACK_DAYS, 0, MOST_LOOKBACK_DAYS)
-        num_workers = _whole_number(config, "num_workers", DEFAULT_NUM_WORKERS, 1, MOST_WORKERS)
+        lookback_days = _whole_number(config, "lookback_window_days")
+        num_workers = _whole_number(config, "num_workers")
         region = _optional(config, "region", "for the global platform")
         region = "global" if region is None else region
         if not isinstance(region, str) or region not in API_URLS:
@@ -101,7 +107,6 @@ class TelecmiConfig:
             credentials=credentials,
             start=start,
             end=end,
-            lookback_ms=days_ms(lookback_days),
             lookback_days=lookback_days,
             api_url=_api_url(_optional(config, "api_url", "for the platform's own address"), API_URLS[region]),
             num_workers=num_workers,
@@ -154,8 +159,10 @@ def _date(value: Any, field: str) -> int:
     return instant
 
 
-def _whole_number(config: Mapping[str, Any], field: str, default: int, low: int, high: int) -> int:
-    """A whole number as the spec's `integer` reads it: 8 or 8.0, not "8", not true, not 8.5."""
+def _whole_number(config: Mapping[str, Any], field: str) -> int:
+    """A whole number as the spec's `integer` reads it: 8 or 8.0, not "8", not true, not 8.5; the spec's
+    default where it is left out, within the spec's minimum and maximum."""
+    default, low, high = FIELDS[field]["default"], FIELDS[field]["minimum"], FIELDS[field]["maximum"]
     value = _optional(config, field, f"for the default, {default}")
     if value is None:
         return default

@@ -429,3 +429,22 @@ def test_any_value_of_any_credential_field_is_read_or_named_never_a_crash(auth, 
         except ConfigError as error:
             assert "\n" not in error.message and len(error.message) < 400
             assert error.message.startswith("credentials")
+
+
+@pytest.mark.parametrize("field", ["lookback_window_days", "num_workers"])
+def test_the_defaults_and_bounds_of_whole_numbers_are_the_specs(monkeypatch, field):
+    """spec.json owns them: change the spec's and the parser follows."""
+    import source_telecmi.config as config_module
+
+    spec = {**config_module.FIELDS[field], "default": 3, "minimum": 2, "maximum": 5}
+    monkeypatch.setitem(config_module.FIELDS, field, spec)
+    attribute = {"lookback_window_days": "lookback_days", "num_workers": "num_workers"}[field]
+    assert getattr(parse(), attribute) == 3
+    assert getattr(parse(**{field: 5}), attribute) == 5
+    assert reason(**{field: 6}) == f"{field} must be from 2 to 5, got 6"
+    assert reason(**{field: 1}) == f"{field} must be from 2 to 5, got 1"
+
+
+def test_the_lookback_is_kept_in_days_and_given_in_milliseconds_from_them():
+    settings = parse(lookback_window_days=3)
+    assert (settings.lookback_days, settings.lookback_ms) == (3, 3 * DAY_MS)
