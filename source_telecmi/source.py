@@ -37,7 +37,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.config import ConfigError, TelecmiConfig, upgraded
 from source_telecmi.engine.audit import SYNC_AUDIT, Audit
-from source_telecmi.engine.partitions import Skipped
+from source_telecmi.engine.refusals import Skipped
 from source_telecmi.records import Conformer, RecordQueue, take_changes
 from source_telecmi.secrets import one_line
 from source_telecmi.state import only_stream_states, unreadable_state

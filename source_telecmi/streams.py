@@ -22,14 +22,9 @@ from source_telecmi.config import ConfigError, TelecmiConfig
 from source_telecmi.engine.audit import AUDIT_CURSOR, AUDIT_KEY, SYNC_AUDIT, Audit
 from source_telecmi.engine.ledger import identity
 from source_telecmi.engine.one_answer import DayCursor, DayReading, SinglePartition, balance_extra, days_to_read
-from source_telecmi.engine.partitions import (
-    FullRefreshWindows,
-    OnePartition,
-    Skipped,
-    WholeListPartition,
-    WindowPartitions,
-)
+from source_telecmi.engine.partitions import FullRefreshWindows, OnePartition, WholeListPartition, WindowPartitions
 from source_telecmi.engine.reading import Identify, Lister, by_content
+from source_telecmi.engine.refusals import Skipped
 from source_telecmi.records import NULLED, Conformer
 from source_telecmi.secrets import replace_secrets, without_secrets
 from source_telecmi.state import WindowCursor, readable_state

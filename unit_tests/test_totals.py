@@ -7,7 +7,7 @@ from airbyte_cdk.sources.message import InMemoryMessageRepository
 
 from source_telecmi.config import ConfigError
 from source_telecmi.engine.one_answer import DayCursor, days_to_read, last_ended_day, saved_day
-from source_telecmi.engine.partitions import Skipped
+from source_telecmi.engine.refusals import Skipped
 from source_telecmi.timeline import DAY_MS, Window
 
 JAN_1 = 1704067200000  # 2024-01-01T00:00:00Z

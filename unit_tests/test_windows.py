@@ -22,12 +22,11 @@ from source_telecmi.engine.reading import (
     LEAST_REREAD_REQUESTS,
     MOST_PAGES_WITHOUT_COUNT,
     REREAD_REQUESTS_PER_PAGE,
-    WHOLE_LIST_READS,
     Lister,
-    WholeRead,
 )
+from source_telecmi.engine.whole_read import WHOLE_LIST_READS, WholeRead
 from source_telecmi.engine.window_read import WindowRead
-from source_telecmi.telecmi.client import Page
+from source_telecmi.telecmi.page import Page
 from source_telecmi.telecmi.platforms import CALL_LISTS, USERS_LIST
 from source_telecmi.timeline import Window, instant_of
 

@@ -22,7 +22,7 @@ import orjson
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_telecmi.telecmi.client import Page
+from source_telecmi.telecmi.page import Page
 from source_telecmi.timeline import Window
 
 

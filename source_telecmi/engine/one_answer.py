@@ -24,11 +24,10 @@ from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator impor
 from airbyte_cdk.sources.types import Record
 
 from source_telecmi.config import ConfigError
-from source_telecmi.engine.partitions import Skipped, refused_after_serving, skip
+from source_telecmi.engine.port import Endpoint
 from source_telecmi.engine.reading import Lister
+from source_telecmi.engine.refusals import Skipped, refusals
 from source_telecmi.secrets import one_line
-from source_telecmi.telecmi.answers import AccessRefused
-from source_telecmi.telecmi.client import ListEndpoint
 from source_telecmi.timeline import DAY_MS, Window, day_of, day_start, day_windows, instant_of, iso_ms, now_ms
 
 DAY_FIELD = "day"
@@ -155,12 +154,10 @@ class DayReading(PartitionGenerator):
     def read(self, day: Window) -> Optional[dict[str, Any]]:
         if self.lister.stream in self._skipped.reasons:
             return None
-        try:
+        answer: dict[str, Any] = {}
+        with refusals(self.lister, self._skipped) as refusal:
             answer = self.lister.endpoint.ask((day.first, day.last))
-        except AccessRefused as refused:
-            if self.lister.endpoint.served:
-                raise refused_after_serving(self.lister.stream, self.lister.endpoint.path, str(refused)) from None
-            skip(self.lister, self._skipped, str(refused))
+        if refusal.skipped:
             return None
         fields = {name: answer.get(name) for name in self.lister.endpoint.row.fields}
         record = {DAY_FIELD: day_of(day.first), "day_start": day.first, **fields, "read_at": iso_ms(now_ms())}
@@ -176,11 +173,12 @@ class SinglePartition(Partition):
         self._extra = extra
 
     def read(self) -> Iterable[Record]:
-        endpoint: ListEndpoint = self._lister.endpoint
-        try:
+        endpoint: Endpoint = self._lister.endpoint
+        answer: dict[str, Any] = {}
+        # Its one request is the endpoint's first of the sync: a refusal comes before it served, and skips it.
+        with refusals(self._lister, self._skipped) as refusal:
             answer = endpoint.ask()
-        except AccessRefused as refused:
-            skip(self._lister, self._skipped, str(refused))
+        if refusal.skipped:
             return
         record = {name: answer.get(name) for name in endpoint.row.fields}
         record = {**record, **self._extra(record), "read_at": iso_ms(now_ms())}

@@ -1,8 +1,8 @@
 """The CDK partitions of a list: a partition per page of each window, or one for a whole list.
 
 Probing runs a little ahead of page reads (`Backlog`), estimates follow the density probed so far,
-and a list TeleCMI refuses through every retry before it served anything is skipped (reported
-INCOMPLETE by the source, never COMPLETE); refused after it served, it fails the sync.
+and a list TeleCMI refuses through every retry is skipped or fails the sync by the one rule of
+`refusals` (skipped if refused before it served anything, a failure after).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from airbyte_cdk.models import (
     AirbyteMessage,
     AirbyteTraceMessage,
     EstimateType,
-    FailureType,
     TraceType,
     Type,
 )
@@ -26,47 +25,14 @@ from airbyte_cdk.sources.streams.concurrent.cursor import FinalStateCursor
 from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
 from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
 from airbyte_cdk.sources.types import Record
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.engine.ledger import PagingError, Probe
-from source_telecmi.engine.reading import Lister, WholeRead
+from source_telecmi.engine.reading import Lister
+from source_telecmi.engine.refusals import Skipped, refusals
+from source_telecmi.engine.whole_read import WholeRead
 from source_telecmi.engine.window_read import WindowRead
-from source_telecmi.telecmi.answers import AccessRefused, EndpointMissing
+from source_telecmi.telecmi.answers import EndpointMissing
 from source_telecmi.timeline import Window, WindowPlanner, estimate_total, windows_for
-
-
-class Skipped:
-    """The streams of a sync that TeleCMI refused before they served anything, with its reason."""
-
-    def __init__(self) -> None:
-        self.reasons: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def add(self, stream: str, reason: str) -> bool:
-        """Note the stream skipped; False if it already was."""
-        with self._lock:
-            if stream in self.reasons:
-                return False
-            self.reasons[stream] = reason
-            return True
-
-
-def refused_after_serving(stream: str, path: str, reason: str) -> AirbyteTracedException:
-    message = f"Stream {stream}: TeleCMI refused {path} after serving it, through every retry ({reason})"
-    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error)
-
-
-def skip(lister: Lister, skipped: Skipped, reason: str) -> None:
-    """Skip the stream of `lister` (once, however many of its partitions meet the refusal)."""
-    if not skipped.add(lister.stream, reason):
-        return
-    lister.logger.warning(
-        "Stream %s skipped, reported INCOMPLETE: TeleCMI refuses %s to these credentials through every retry (%s). "
-        "Its table is left as it was.",
-        lister.stream,
-        lister.endpoint.path,
-        reason,
-    )
 
 
 class Backlog:
@@ -107,23 +73,24 @@ def records_of(stream: str, batch: list[dict[str, Any]], where: Any) -> Iterator
 class PagePartition(Partition):
     """One page of one window."""
 
-    def __init__(self, read: WindowRead, number: int, backlog: Backlog) -> None:
+    def __init__(self, read: WindowRead, number: int, backlog: Backlog, skipped: Optional[Skipped] = None) -> None:
         self._read = read
         self._number = number
         self._backlog = backlog
+        self._skipped = skipped if skipped is not None else Skipped()
 
     def read(self) -> Iterable[Record]:
+        """Read the page; a refusal fails the sync (its window's probe was served, so the endpoint had served)."""
         window_read = self._read
         stream = window_read.lister.stream
         try:
-            window_read.read_page(self._number)
-            # The last page of a window to finish makes the window add up, then hands on each of its calls once,
-            # before the window can be checkpointed.
-            if window_read.finish_page():
-                for batch in window_read.records():
-                    yield from records_of(stream, batch, window_read.slice)
-        except AccessRefused as refused:
-            raise refused_after_serving(stream, window_read.lister.endpoint.path, str(refused)) from None
+            with refusals(window_read.lister, self._skipped):
+                window_read.read_page(self._number)
+                # The last page of a window to finish makes the window add up, then hands on each of its calls
+                # once, before the window can be checkpointed.
+                if window_read.finish_page():
+                    for batch in window_read.records():
+                        yield from records_of(stream, batch, window_read.slice)
         finally:
             self._backlog.done()
 
@@ -198,7 +165,7 @@ class WindowPartitions(PartitionGenerator):
         windows = windows_for(
             self._planner, ranges, self._probe, Probe.calls.fget, self._lookback_ms, discard=self._let_go_of
         )
-        try:
+        with refusals(self._lister, self._skipped):
             for window, probe in windows:
                 if window.span == 1 and (probe.first.count or 0) > self._planner.most_calls:
                     raise PagingError(
@@ -216,11 +183,7 @@ class WindowPartitions(PartitionGenerator):
                     self._expect(window, read.pages)
                 self._backlog.add(read.pages)
                 for number in range(1, read.pages + 1):
-                    yield PagePartition(read, number, self._backlog)
-        except AccessRefused as refused:
-            if self._lister.endpoint.served:
-                raise refused_after_serving(self._lister.stream, self._lister.endpoint.path, str(refused)) from None
-            skip(self._lister, self._skipped, str(refused))
+                    yield PagePartition(read, number, self._backlog, self._skipped)
 
     def _emit_estimate(self, rows: int) -> None:
         self._messages.emit_message(
@@ -247,23 +210,21 @@ class WholeListPartition(Partition):
     def read(self) -> Iterable[Record]:
         for number, lister in enumerate(self._listers, 1):
             reading = WholeRead(lister)
-            try:
-                for batch in reading.records():
-                    yield from records_of(lister.stream, batch, None)
-                return
-            except EndpointMissing:
-                if number == len(self._listers):
-                    raise
-                lister.logger.info(
-                    "TeleCMI has no %s here; reading %s from %s",
-                    lister.endpoint.path,
-                    lister.stream,
-                    self._listers[number].endpoint.path,
-                )
-            except AccessRefused as refused:
-                if lister.endpoint.served:
-                    raise refused_after_serving(lister.stream, lister.endpoint.path, str(refused)) from None
-                skip(lister, self._skipped, str(refused))
+            with refusals(lister, self._skipped) as refusal:
+                try:
+                    for batch in reading.records():
+                        yield from records_of(lister.stream, batch, None)
+                    return
+                except EndpointMissing:
+                    if number == len(self._listers):
+                        raise
+                    lister.logger.info(
+                        "TeleCMI has no %s here; reading %s from %s",
+                        lister.endpoint.path,
+                        lister.stream,
+                        self._listers[number].endpoint.path,
+                    )
+            if refusal.skipped:
                 return
 
     def to_slice(self) -> Optional[dict[str, Any]]:

@@ -1,11 +1,11 @@
-"""Reading a list: what the reads of one list share (`Lister`), one read of a range (`Reading`), and a
-list without windows read whole (`WholeRead`), reconciled with its count or read to its end.
+"""Reading a list: what the reads of one list share (`Lister`), and one read of a range (`Reading`).
 
 Every read of a range goes page after page into a `ledger.Ledger`. Each page comes in through one
 intake (`Lister.intake`: each record's time parsed once, its identity made once). A range holds
 what its reads found, one entry per call (`ledger.identity`), the newest content TeleCMI answered
 replacing an older one, and hands each call on once, when the range adds up (`Reading.release`).
-The reads of a window, and how they are made to add up, are in `windows`.
+The reads of a window, and how they are made to add up, are in `window_read`; a list without
+windows read whole, in `whole_read`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from source_telecmi.engine.ledger import (
     fingerprint,
     page_size_of,
 )
-from source_telecmi.telecmi.client import ListEndpoint, Page
+from source_telecmi.engine.port import Endpoint
+from source_telecmi.telecmi.page import Page
 from source_telecmi.timeline import Window
 
 # A window that does not add up may spend this many requests (at least) on being read again:
@@ -36,8 +37,6 @@ from source_telecmi.timeline import Window
 # busy milliseconds until they settle.
 LEAST_REREAD_REQUESTS = 600
 REREAD_REQUESTS_PER_PAGE = 8
-# A whole list (no windows) is read at most this many times before its count is judged.
-WHOLE_LIST_READS = 3
 # Pages of a list without a count, at most: a server that ignores `page` and never runs dry.
 MOST_PAGES_WITHOUT_COUNT = 10_000
 
@@ -52,6 +51,11 @@ Taken = tuple[dict[str, Any], Hashable, Optional[int]]
 _ANSWERS = itertools.count(1)
 
 
+def keyed(taken: list[Taken]) -> tuple[list[Hashable], dict[Hashable, int]]:
+    """What a `Ledger` takes of a page taken in: its identities in order, and when each call with a usable time was made."""
+    return [key for _, key, _ in taken], {key: instant for _, key, instant in taken if instant is not None}
+
+
 def by_content(record: dict[str, Any], instant: Optional[int]) -> Hashable:
     """The identity of a record of a list without a key: its content."""
     return fingerprint(record)
@@ -63,7 +67,7 @@ class Lister:
     def __init__(
         self,
         stream: str,
-        endpoint: ListEndpoint,
+        endpoint: Endpoint,
         shape: Shape,
         instant: Callable[[dict[str, Any]], Optional[int]],
         logger: logging.Logger,
@@ -80,9 +84,6 @@ class Lister:
         self._identify = identify
         self._timeless: set[Hashable] = set()
         self._lock = threading.Lock()
-
-    def instant(self, record: dict[str, Any]) -> Optional[int]:
-        return self._instant(record)
 
     def page(self, piece: Optional[Window], number: int, limit: Optional[int] = None) -> tuple[Page, int]:
         asked = limit or self.page_size.size
@@ -217,8 +218,7 @@ class Reading:
             with self._lock:
                 self.requests += page.sent
             taken = self.lister.intake(page)
-            keys = [key for _, key, _ in taken]
-            when = {key: instant for _, key, instant in taken if instant is not None}
+            keys, when = keyed(taken)
             if not ledger.take(number, page, keys, when):
                 break  # the pages after it cannot be trusted either: smaller pieces will do
             with self._lock:
@@ -257,47 +257,4 @@ class Reading:
             self.where,
             f"{len(self.ledger.found)} of the {self.ledger.count} records TeleCMI counted could be read, and "
             "reading it again in smaller pieces did not find the rest",
-        )
-
-
-class WholeRead(Reading):
-    """A list without windows (the users): read page after page, again if it falls short of its count."""
-
-    def __init__(self, lister: Lister) -> None:
-        super().__init__(lister, None, lister.page_size.size)
-
-    def records(self) -> Iterator[list[dict[str, Any]]]:
-        """Read the list until it adds up, then hand on each of its records once."""
-        self._read_whole()
-        yield from self.release()
-
-    def _read_whole(self) -> None:
-        reads: list[Ledger] = []
-        for _ in range(WHOLE_LIST_READS):
-            read = self.read_range(None)
-            reads.append(read)
-            found = set().union(*(r.found for r in reads))
-            if read.count is None and read.anomaly:
-                raise PagingError(
-                    self.lister.stream,
-                    self.where,
-                    f"TeleCMI sends no count and {read.anomaly}: the list cannot be read to its end",
-                )
-            if read.count is None or len(found) >= read.count:
-                return
-            if len(reads) >= 2 and reads[-1].found == reads[-2].found and not (read.anomaly or reads[-2].anomaly):
-                self.lister.logger.warning(
-                    "Stream %s: TeleCMI counts %d records but complete reads return the same %d every time: its "
-                    "count is wrong; the records read are emitted.",
-                    self.lister.stream,
-                    read.count,
-                    len(found),
-                )
-                return
-        raise PagingError(
-            self.lister.stream,
-            self.where,
-            f"TeleCMI counts {reads[-1].count} records but its pages return "
-            + ", then ".join(str(len(r.found)) for r in reads)
-            + " different ones",
         )

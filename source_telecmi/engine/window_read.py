@@ -29,8 +29,8 @@ from collections.abc import Hashable, Iterator
 from typing import Any, Optional
 
 from source_telecmi.engine.ledger import Ledger, PagingError, Probe, WindowAudit, split
-from source_telecmi.engine.reading import LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE, Lister, Reading
-from source_telecmi.telecmi.client import Page
+from source_telecmi.engine.reading import LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE, Lister, Reading, keyed
+from source_telecmi.telecmi.page import Page
 from source_telecmi.timeline import Window
 
 # A busy millisecond is read as a piece of this span, with a millisecond of margin on each side: a
@@ -78,8 +78,7 @@ class WindowRead(Reading):
             with self._lock:
                 self.requests += page.sent
         taken = self.lister.intake(page)
-        keys = [key for _, key, _ in taken]
-        when = {key: instant for _, key, instant in taken if instant is not None}
+        keys, when = keyed(taken)
         if number == 2 and page.records and self.size < self._asked:
             self.lister.page_size.confirm(self.size, self._asked)
         with self._lock:
