@@ -1,4 +1,4 @@
-"""The second outside review's classes of fault, each through the real command against the simulator.
+"""Odd answers and odd surroundings, each through the real command against the simulator (from the second review).
 
 Nothing lost or changed while the sync exits 0 (an offset cap, a list without a count, a passing
 refusal, 20-digit numbers, odd rates), no secret in any cut of any message, no process outliving
