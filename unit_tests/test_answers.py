@@ -1,4 +1,4 @@
-"""TeleCMI's answers: the envelope of every answer, and the one decision each kind of answer comes to."""
+"""TeleCMI's answers: the envelope of every answer, and the one row of the tables each kind of answer comes to."""
 
 import json
 import logging
@@ -9,6 +9,7 @@ from email.utils import format_datetime
 import pytest
 import requests
 from airbyte_cdk.models import FailureType
+from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
 from airbyte_cdk.test.mock_http import HttpRequest, HttpResponse
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -16,30 +17,39 @@ from source_telecmi.secrets import register_secret
 from source_telecmi.telecmi.answers import (
     ADDRESS_IN_DOUBT,
     BODY_CODES,
+    CUT_OFF,
+    ENDPOINT_MISSING,
+    LACKS_FIELDS,
+    MALFORMED,
     NETWORK_FAULTS,
+    NOT_JSON,
+    PROXY_REFUSED,
+    RATE_LIMITED,
     REDIRECT,
+    REFUSED,
+    REQUEST_FAILED,
     RETRIED_STATUSES,
     RETRY_SERVER,
     RETRY_STATUS,
+    SERVED,
     STATUS_WITHOUT_CODE,
+    STATUSES,
+    TIMED_OUT,
+    UNKNOWN_CODE,
+    UNKNOWN_STATUS,
+    UNREACHABLE,
+    UNUSABLE_URL,
+    WRONG_CREDENTIALS,
     AccessRefused,
-    Action,
-    Decision,
     EndpointMissing,
     address_in_doubt,
-    as_count,
-    body_of,
-    code_of,
-    decide,
-    from_telecmi,
-    is_json,
-    message_of,
     network_cause,
-    parse_json,
     rate_limited,
+    resolve,
     retry_after_s,
     say,
 )
+from source_telecmi.telecmi.body import as_count, body_of, code_of, from_telecmi, is_json, message_of, parse_json
 from source_telecmi.telecmi.client import TelecmiApi, listing
 from source_telecmi.telecmi.credentials import Credentials
 from source_telecmi.telecmi.platforms import ACCOUNT, CALL_LISTS, PLATFORMS, USER
@@ -48,6 +58,17 @@ API = "https://rest.telecmi.com"
 OUT_MISSED = "/v2/user/out_missed"
 CALL = {"cmiuid": "a", "time": 1764583200123}
 INDIA_CODES = {**BODY_CODES, 2000: BODY_CODES[200]}
+# What each row means to the CDK: its action and failure type.
+OK = (ResponseAction.SUCCESS, None)
+RETRY = (ResponseAction.RETRY, FailureType.transient_error)
+FAIL = (ResponseAction.FAIL, FailureType.system_error)
+CONFIG = (ResponseAction.FAIL, FailureType.config_error)
+IGNORE = (ResponseAction.IGNORE, FailureType.config_error)
+LIMITED = (ResponseAction.RATE_LIMITED, FailureType.transient_error)
+
+
+def meaning(row):
+    return row.response_action, row.failure_type
 
 
 def response(status=200, body=None, content=None, headers=None, path=OUT_MISSED):
@@ -99,13 +120,14 @@ def test_body_of_reads_a_lone_surrogate_and_replaces_it():
     answer = response(content=b'{"code": 200, "count": 1, "cdr": [{"name": "Ann \\ud83d", "time": 1}]}')
     body = body_of(answer)
     assert body["cdr"][0]["name"] == "Ann \ufffd"
-    assert decide(answer, cdr_lacking).action is Action.OK
+    row, resolution = resolve(answer, cdr_lacking)
+    assert row is SERVED and resolution is SERVED
 
 
 def test_body_of_replaces_bytes_that_are_not_utf8():
     answer = response(content=b'{"code": 200, "count": 1, "cdr": [{"name": "Ann \xf0\x9f", "time": 1}]}')
     assert body_of(answer)["cdr"][0]["name"] == "Ann \ufffd"
-    assert decide(answer, cdr_lacking).action is Action.OK
+    assert resolve(answer, cdr_lacking)[0] is SERVED
 
 
 @pytest.mark.parametrize(
@@ -137,9 +159,9 @@ def test_body_that_is_not_json_is_retried_as_a_maintenance_page(content):
     assert not isinstance(body_of(answer), (dict, list))
     assert not is_json(body_of(answer))
     assert code_of(body_of(answer)) is None
-    decision = decide(answer, cdr_lacking)
-    assert decision.action is Action.RETRY
-    assert "not JSON" in decision.say
+    row, resolution = resolve(answer, cdr_lacking)
+    assert row is NOT_JSON and meaning(row) == meaning(resolution) == RETRY
+    assert "not JSON" in row.error_message and "not JSON" in resolution.error_message
 
 
 @pytest.mark.parametrize(
@@ -197,46 +219,76 @@ def test_rate_limited_by_status_or_by_body_code(status, body, limited):
     assert rate_limited(response(status, body)) is limited
 
 
-# ------------------------------------------------------------------------------------------ decisions
+# ----------------------------------------------------------------------------------------------- rows
 
 
 @pytest.mark.parametrize(
-    "status, body, action",
+    "status, body, row, means",
     [
-        (200, {"code": 200, "count": 1, "cdr": [CALL]}, Action.OK),
-        (200, {"code": "200", "count": "1", "cdr": [CALL]}, Action.OK),
-        (200, {"code": 400, "msg": "Parameter missing"}, Action.FAIL),
-        (400, {"code": 400, "msg": "Parameter missing"}, Action.FAIL),
-        (200, {"code": 401, "msg": "not allowed"}, Action.REFUSED),
-        (403, {"code": 403, "msg": "not allowed"}, Action.REFUSED),
-        (200, {"code": 404, "msg": "Invalid user token"}, Action.CREDENTIALS),
-        (404, {"code": 404, "msg": "Invalid user token"}, Action.CREDENTIALS),
-        (404, {"code": 404, "error": True}, Action.CREDENTIALS),
-        (200, {"code": "404", "msg": "Authentication Failed"}, Action.CREDENTIALS),
-        (200, {"code": 407, "msg": "Authentication Failed"}, Action.CREDENTIALS),
-        (200, {"code": 500, "msg": "Internal"}, Action.RETRY),
-        (503, {"code": 503, "msg": "busy"}, Action.RETRY),
-        (200, {"code": 599}, Action.RETRY),
-        (200, {"code": 418, "msg": "teapot"}, Action.FAIL),
-        (200, {"code": 302}, Action.FAIL),
-        (200, {"code": "cmi-9999"}, Action.FAIL),
-        (200, {"code": "cmi-2000", "count": 1, "cdr": [CALL]}, Action.FAIL),  # 2000 is a success on India only
-        (401, {"message": "proxy says no"}, Action.CONFIG),
-        (403, {"message": "proxy says no"}, Action.CONFIG),
-        (404, {"message": "no route"}, Action.MISSING),
-        (404, {"message": "Not found"}, Action.MISSING),
-        (404, {"code": 404, "message": "Not found"}, Action.MISSING),  # a code, but not TeleCMI's envelope
-        (404, {}, Action.MISSING),
-        (502, {"message": "bad gateway"}, Action.RETRY),
-        (500, {}, Action.RETRY),
-        (409, {"message": "conflict"}, Action.FAIL),
-        (422, {}, Action.FAIL),
-        (301, {}, Action.CONFIG),
-        (307, {"message": "moved"}, Action.CONFIG),
+        (200, {"code": 200, "count": 1, "cdr": [CALL]}, SERVED, OK),
+        (200, {"code": "200", "count": "1", "cdr": [CALL]}, SERVED, OK),
+        (200, {"code": 400, "msg": "Parameter missing"}, MALFORMED, FAIL),
+        (400, {"code": 400, "msg": "Parameter missing"}, MALFORMED, FAIL),
+        (200, {"code": 401, "msg": "not allowed"}, REFUSED, RETRY),
+        (403, {"code": 403, "msg": "not allowed"}, REFUSED, RETRY),
+        (200, {"code": 404, "msg": "Invalid user token"}, WRONG_CREDENTIALS, CONFIG),
+        (404, {"code": 404, "msg": "Invalid user token"}, WRONG_CREDENTIALS, CONFIG),
+        (404, {"code": 404, "error": True}, WRONG_CREDENTIALS, CONFIG),
+        (200, {"code": "404", "msg": "Authentication Failed"}, WRONG_CREDENTIALS, CONFIG),
+        (200, {"code": 407, "msg": "Authentication Failed"}, WRONG_CREDENTIALS, CONFIG),
+        (200, {"code": 500, "msg": "Internal"}, RETRY_SERVER, RETRY),
+        (503, {"code": 503, "msg": "busy"}, RETRY_SERVER, RETRY),
+        (200, {"code": 599}, RETRY_SERVER, RETRY),
+        (200, {"code": 418, "msg": "teapot"}, UNKNOWN_CODE, FAIL),
+        (200, {"code": 302}, UNKNOWN_CODE, FAIL),
+        (200, {"code": "cmi-9999"}, UNKNOWN_CODE, FAIL),
+        (200, {"code": "cmi-2000", "count": 1, "cdr": [CALL]}, UNKNOWN_CODE, FAIL),  # 2000 is a success on India only
+        (401, {"message": "proxy says no"}, PROXY_REFUSED, CONFIG),
+        (403, {"message": "proxy says no"}, PROXY_REFUSED, CONFIG),
+        (404, {"message": "no route"}, ENDPOINT_MISSING, IGNORE),
+        (404, {"message": "Not found"}, ENDPOINT_MISSING, IGNORE),
+        (404, {"code": 404, "message": "Not found"}, ENDPOINT_MISSING, IGNORE),  # a code, but not TeleCMI's envelope
+        (404, {}, ENDPOINT_MISSING, IGNORE),
+        (502, {"message": "bad gateway"}, RETRY_STATUS, RETRY),
+        (500, {}, RETRY_STATUS, RETRY),
+        (409, {"message": "conflict"}, UNKNOWN_STATUS, FAIL),
+        (422, {}, UNKNOWN_STATUS, FAIL),
+        (301, {}, REDIRECT, CONFIG),
+        (307, {"message": "moved"}, REDIRECT, CONFIG),
+        (429, {}, RATE_LIMITED, LIMITED),
+        (429, {"code": 200, "count": 1, "cdr": [CALL]}, RATE_LIMITED, LIMITED),
+        (200, {"code": 429, "msg": "Too many requests"}, RATE_LIMITED, LIMITED),
+        (503, {"code": "429"}, RATE_LIMITED, LIMITED),  # a 429 whatever else the answer says
     ],
 )
-def test_every_answer_has_one_decision(status, body, action):
-    assert decide(response(status, body), cdr_lacking).action is action
+def test_every_answer_has_one_row(status, body, row, means):
+    found, resolution = resolve(response(status, body), cdr_lacking, api_url=API)
+    assert found is row
+    assert meaning(found) == meaning(resolution) == means
+
+
+def test_the_rows_with_a_meaning_of_their_own_are_what_the_cdk_acts_on():
+    assert meaning(SERVED) == OK and SERVED.error_message is None
+    assert meaning(REFUSED) == RETRY  # retried like any fault; through every retry, AccessRefused
+    assert meaning(WRONG_CREDENTIALS) == CONFIG
+    assert meaning(ENDPOINT_MISSING) == IGNORE  # handed back to the caller, who raises EndpointMissing
+    assert meaning(UNREACHABLE) == RETRY  # until the handler gives up on an address that never answered
+    assert meaning(RATE_LIMITED) == LIMITED
+    assert BODY_CODES[429] is RATE_LIMITED and STATUSES[429] is RATE_LIMITED
+    assert BODY_CODES[401] is BODY_CODES[403] is REFUSED
+    assert BODY_CODES[404] is BODY_CODES[407] is WRONG_CREDENTIALS
+    assert STATUS_WITHOUT_CODE[404] is ENDPOINT_MISSING
+
+
+@pytest.mark.parametrize(
+    "status, body",
+    [(429, {}), (200, {"code": 429}), (200, {"code": "cmi-429"}), (404, {"code": 429}), (502, {"code": 429})]
+    + [(200, {"code": 200}), (503, {}), (404, {}), (200, {"code": [429]}), (200, {"code": {"a": 1}})],
+)
+def test_rate_limited_is_the_table_saying_so(status, body):
+    answer = response(status, body)
+    assert rate_limited(answer) is (resolve(answer)[0] is RATE_LIMITED)
+    assert rate_limited(answer) is (429 in (status, code_of(body)))
 
 
 @pytest.mark.parametrize("status", [408, 425, 500, 502, 503, 504, 520, 521, 522, 523, 524, 599])
@@ -253,24 +305,27 @@ def test_every_answer_has_one_decision(status, body, action):
 )
 def test_busy_statuses_are_retried_whatever_the_body(status, body):
     content = b"<html>Origin is unreachable</html>" if body is None else None
-    assert status in RETRIED_STATUSES
-    assert decide(response(status, body, content=content), cdr_lacking).action is Action.RETRY
+    assert status in RETRIED_STATUSES and STATUSES[status] is RETRY_STATUS
+    row, resolution = resolve(response(status, body, content=content), cdr_lacking)
+    assert row is RETRY_STATUS and meaning(resolution) == RETRY
 
 
 def test_retried_statuses_are_408_425_and_every_5xx():
     assert frozenset({408, 425, *range(500, 600)}) == RETRIED_STATUSES
     assert not {200, 400, 401, 403, 404, 407, 409, 429} & RETRIED_STATUSES
+    assert set(STATUSES) == {429, *RETRIED_STATUSES}
 
 
 def test_a_busy_status_with_a_server_code_says_so():
-    assert decide(response(502, {"code": 503, "msg": "busy"}), cdr_lacking) is RETRY_SERVER
-    assert decide(response(502, {"code": 200}), cdr_lacking) is RETRY_STATUS
+    assert resolve(response(502, {"code": 503, "msg": "busy"}), cdr_lacking)[0] is RETRY_SERVER
+    assert resolve(response(502, {"code": 200}), cdr_lacking)[0] is RETRY_STATUS
 
 
 def test_html_404_without_a_code_means_the_path_is_missing():
-    decision = decide(response(404, content=b"<html>Cannot POST /v3/user/list</html>"), cdr_lacking)
-    assert decision.action is Action.MISSING
-    assert "{path}" in decision.say and "{api_url}" in decision.say
+    row, resolution = resolve(response(404, content=b"<html>Cannot POST /v3/user/list</html>"), cdr_lacking)
+    assert row is ENDPOINT_MISSING and meaning(resolution) == IGNORE
+    assert "{path}" in row.error_message and "{api_url}" in row.error_message
+    assert OUT_MISSED in resolution.error_message
 
 
 @pytest.mark.parametrize(
@@ -285,16 +340,16 @@ def test_html_404_without_a_code_means_the_path_is_missing():
     ],
 )
 def test_a_200_without_the_expected_fields_is_retried_naming_what_it_lacks(body, lacks):
-    decision = decide(response(200, body), cdr_lacking)
-    assert decision.action is Action.RETRY
-    assert f"lacks {lacks}" in decision.say
+    row, resolution = resolve(response(200, body), cdr_lacking)
+    assert row is LACKS_FIELDS and meaning(resolution) == RETRY
+    assert f"lacks {lacks}" in resolution.error_message
 
 
 def test_a_200_that_is_json_but_not_an_object_lacks_a_json_object():
     for body in ([CALL], "text", 3):
-        decision = decide(response(200, body), cdr_lacking)
-        assert decision.action is Action.RETRY
-        assert "lacks a JSON object" in decision.say
+        row, resolution = resolve(response(200, body), cdr_lacking)
+        assert row is LACKS_FIELDS and meaning(resolution) == RETRY
+        assert "lacks a JSON object" in resolution.error_message
 
 
 def test_lacking_is_only_asked_about_a_successful_answer():
@@ -304,47 +359,67 @@ def test_lacking_is_only_asked_about_a_successful_answer():
         asked.append(body)
         return None
 
-    decide(response(200, {"code": 400, "msg": "bad"}), lacking)
-    decide(response(404, {"message": "Not found"}), lacking)
+    resolve(response(200, {"code": 400, "msg": "bad"}), lacking)
+    resolve(response(404, {"message": "Not found"}), lacking)
     assert asked == []
-    assert decide(response(200, {"code": 200, "token": "t"}), lacking).action is Action.OK
+    assert resolve(response(200, {"code": 200, "token": "t"}), lacking)[0] is SERVED
     assert asked == [{"code": 200, "token": "t"}]
 
 
 def test_india_envelope_without_a_code_is_read():
     india = {"total": 2, "cdr": [CALL, CALL]}
-    assert decide(response(200, india), listing("cdr", "total")).action is Action.OK
+    assert resolve(response(200, india), listing("cdr", "total"))[0] is SERVED
 
 
 def test_india_success_code_2000_is_a_success_with_the_platforms_codes():
     body = {"code": "cmi-2000", "status": "success", "count": 1, "agents": [{"agent_id": "101_1"}]}
-    assert decide(response(200, body), listing("agents", "count"), INDIA_CODES).action is Action.OK
-    assert decide(response(200, body), listing("agents", "count")).action is Action.FAIL
+    assert resolve(response(200, body), listing("agents", "count"), INDIA_CODES)[0] is SERVED
+    assert resolve(response(200, body), listing("agents", "count"))[0] is UNKNOWN_CODE
 
 
 def test_the_platforms_codes_replace_the_default_table():
-    codes = {200: Decision(Action.FAIL, "no")}
-    assert decide(response(200, {"code": 200, "count": 0}), cdr_lacking, codes).action is Action.FAIL
+    codes = {200: ErrorResolution(ResponseAction.FAIL, FailureType.system_error, "no")}
+    row, resolution = resolve(response(200, {"code": 200, "count": 0}), cdr_lacking, codes)
+    assert row is codes[200] and meaning(resolution) == FAIL and resolution.error_message == "no"
+
+
+def test_a_resolution_is_said_afresh_and_its_row_never_changes():
+    answer = response(200, {"code": 418, "msg": "teapot"})
+    template = UNKNOWN_CODE.error_message
+    row, resolution = resolve(answer, cdr_lacking)
+    assert row is UNKNOWN_CODE and resolution is not UNKNOWN_CODE
+    assert resolution.error_message == "TeleCMI answered code 418 (HTTP 200): teapot"
+    assert UNKNOWN_CODE.error_message == template
 
 
 def test_every_message_of_the_tables_formats_on_one_line():
-    decisions = [*BODY_CODES.values(), *STATUS_WITHOUT_CODE.values(), RETRY_SERVER, RETRY_STATUS, REDIRECT]
-    decisions += [decision for _, decision in NETWORK_FAULTS]
-    decisions += [decide(response(s, b), cdr_lacking) for s, b in [(200, {"code": 418}), (502, {}), (418, {})]]
-    decisions += [decide(response(200, {"code": 200}), cdr_lacking)]
-    for decision in decisions:
-        assert isinstance(decision.action, Action)
-        text = decision.say.format(
+    rows = [*BODY_CODES.values(), *STATUS_WITHOUT_CODE.values(), *STATUSES.values(), RETRY_SERVER, RETRY_STATUS]
+    rows += [REDIRECT, LACKS_FIELDS, NOT_JSON, UNKNOWN_CODE, UNKNOWN_STATUS, ADDRESS_IN_DOUBT]
+    rows += [row for _, row in NETWORK_FAULTS]
+    answers = [response(s, b) for s, b in [(200, {"code": 418}), (502, {}), (418, {}), (200, {"code": 200})]]
+    rows += [resolve(answer, cdr_lacking)[0] for answer in answers]
+    for row in rows:
+        assert isinstance(row.response_action, ResponseAction)
+        if row is SERVED:
+            continue
+        assert isinstance(row.failure_type, FailureType)
+        text = row.error_message.format(
             status=418,
             code=418,
             msg="m",
+            reason="r",
             text="'t'",
             api_url=API,
             path=OUT_MISSED,
             cause="Connection refused",
             location="https://elsewhere",
+            lacking="the field 'count'",
+            what="outgoing_missed_calls",
         )
         assert "\n" not in text and "{" not in text
+    for answer in answers:
+        said = resolve(answer, cdr_lacking, api_url=API)[1].error_message
+        assert "\n" not in said and "{api_url}" not in said
 
 
 def test_say_fills_in_the_answer_masked_on_one_line():
@@ -354,29 +429,35 @@ def test_say_fills_in_the_answer_masked_on_one_line():
         content=b"<html>\n  Cannot POST /v3/user/list with s3cret-in-an-echo-77\n</html>",
         path="/v3/user/list",
     )
-    decision = decide(answer, cdr_lacking)
-    text = say(decision, answer, api_url=API)
+    row, resolution = resolve(answer, cdr_lacking, api_url=API)
+    text = say(row, answer, api_url=API)
     assert text == f"TeleCMI has no endpoint /v3/user/list at api_url {API} (HTTP 404): check api_url and region"
-    text = say(Decision(Action.FAIL, "HTTP {status}, code {code}, {msg}: {text}"), answer)
+    assert resolution.error_message == text
+    text = say(
+        ErrorResolution(ResponseAction.FAIL, FailureType.system_error, "HTTP {status}, code {code}, {msg}: {text}"),
+        answer,
+    )
     assert "HTTP 404, code None, no message:" in text
     assert "s3cret-in-an-echo-77" not in text and "****" in text and "\n" not in text
 
 
 def test_say_names_where_a_redirect_goes():
     answer = response(301, {}, headers={"Location": "https://new.telecmi.com/v2/user/out_missed"})
-    assert decide(answer, cdr_lacking) is REDIRECT
+    assert resolve(answer, cdr_lacking)[0] is REDIRECT
     text = say(REDIRECT, answer, api_url=API)
     assert "HTTP 301 to https://new.telecmi.com/v2/user/out_missed" in text and API in text
 
 
 def test_say_leaves_a_value_it_was_not_given_blank():
-    assert say(Decision(Action.RETRY, "a {nothing} b {cause}"), None, cause="c") == "a b c"
+    row = ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, "a {nothing} b {cause}")
+    assert say(row, None, cause="c") == "a b c"
 
 
 def test_say_cuts_a_long_answer():
     answer = response(200, {"code": 418, "msg": "x" * 2000})
-    text = say(decide(answer, cdr_lacking), answer)
+    text = resolve(answer, cdr_lacking)[1].error_message
     assert len(text) <= 400 and text.endswith("...")
+    assert say(UNKNOWN_CODE, answer) == text
 
 
 def test_the_exceptions_of_answers():
@@ -461,21 +542,30 @@ def test_network_cause_of_a_cycle_ends():
 
 
 @pytest.mark.parametrize(
-    "error, action",
+    "error, row, means",
     [
-        (requests.ReadTimeout("slow"), Action.RETRY),
-        (requests.ConnectTimeout("slow"), Action.RETRY),  # a ConnectionError too, but a timeout first
-        (requests.exceptions.InvalidURL("x"), Action.CONFIG),
-        (requests.exceptions.InvalidSchema("x"), Action.CONFIG),
-        (requests.exceptions.MissingSchema("x"), Action.CONFIG),
-        (requests.ConnectionError("refused"), Action.UNREACHABLE),
-        (requests.exceptions.ChunkedEncodingError("cut"), Action.RETRY),
-        (requests.RequestException("other"), Action.RETRY),
+        (requests.ReadTimeout("slow"), TIMED_OUT, RETRY),
+        (requests.ConnectTimeout("slow"), TIMED_OUT, RETRY),  # a ConnectionError too, but a timeout first
+        (requests.exceptions.InvalidURL("x"), UNUSABLE_URL, CONFIG),
+        (requests.exceptions.InvalidSchema("x"), UNUSABLE_URL, CONFIG),
+        (requests.exceptions.MissingSchema("x"), UNUSABLE_URL, CONFIG),
+        (requests.ConnectionError("refused"), UNREACHABLE, RETRY),
+        (requests.exceptions.ChunkedEncodingError("cut"), CUT_OFF, RETRY),
+        (requests.RequestException("other"), REQUEST_FAILED, RETRY),
     ],
 )
-def test_network_faults_most_specific_first(error, action):
-    decision = next(d for kind, d in NETWORK_FAULTS if isinstance(error, kind))
-    assert decision.action is action
+def test_network_faults_most_specific_first(error, row, means):
+    assert next(found for kind, found in NETWORK_FAULTS if isinstance(error, kind)) is row
+    found, resolution = resolve(error, api_url=API)
+    assert found is row and meaning(found) == meaning(resolution) == means
+    assert "{" not in resolution.error_message
+
+
+def test_a_network_fault_is_said_with_its_cause():
+    row, resolution = resolve(requests.ConnectionError("[Errno 111] Connection refused"), api_url=API)
+    assert row is UNREACHABLE
+    assert resolution.error_message == f"Cannot reach TeleCMI at {API}: Connection refused"
+    assert resolve(None)[1].error_message == "The request to TeleCMI failed (no answer)"
 
 
 def test_a_retry_after_date_is_relative_to_now():
@@ -559,12 +649,12 @@ def test_a_404_that_doubts_the_address_is_only_an_http_404():
 
 
 def test_an_answer_that_is_not_json_names_api_url_as_well_as_a_maintenance_page():
-    text = say(decide(response(content=b"<html>Welcome to TeleCMI</html>"), cdr_lacking), None, api_url=API)
+    text = resolve(response(content=b"<html>Welcome to TeleCMI</html>"), cdr_lacking, api_url=API)[1].error_message
     assert "a maintenance page" in text and f"api_url {API} is a web page" in text
 
 
 def test_an_answer_without_what_telecmi_always_sends_names_api_url_as_well():
-    text = say(decide(response(200, {"status": "ok"}), cdr_lacking), None, api_url=API)
+    text = resolve(response(200, {"status": "ok"}), cdr_lacking, api_url=API)[1].error_message
     assert "lacks the field 'count'" in text and f"api_url {API} is not its API" in text
 
 

@@ -1,12 +1,16 @@
 """Asking TeleCMI: the API object, its error handler and backoff, and a page of a list, over mocked HTTP."""
 
+import ast
 import json
 import logging
+import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
 from airbyte_cdk.models import FailureType
+from airbyte_cdk.sources.streams.http.error_handlers import ResponseAction
 from airbyte_cdk.test.mock_http import HttpRequest, HttpResponse
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -14,7 +18,9 @@ from conftest import Answer, FakeClock
 
 from source_telecmi.secrets import mask
 from source_telecmi.telecmi import client as telecmi_module
-from source_telecmi.telecmi.answers import AccessRefused, EndpointMissing
+from source_telecmi.telecmi import handler as handler_module
+from source_telecmi.telecmi import session as session_module
+from source_telecmi.telecmi.answers import ENDPOINT_MISSING, REFUSED, AccessRefused, EndpointMissing
 from source_telecmi.telecmi.client import (
     CHECK_MAX_RETRIES,
     MAX_RETRIES,
@@ -417,6 +423,50 @@ def test_a_refusal_then_another_fault_is_no_refusal(http_mocker):
     assert not isinstance(error.value, AccessRefused)
 
 
+def test_a_refusal_through_every_retry_carries_the_reason_of_the_last_answer(http_mocker):
+    request = page_request("fixed")
+    later = HttpResponse(body=json.dumps({"code": 401, "msg": "Plan expired"}))
+    http_mocker.post(request, [NOT_ENABLED, NOT_ENABLED, later])
+    calls = endpoint(api(max_retries=2))
+    with pytest.raises(AccessRefused) as error:
+        calls.page(1, 10, SPAN)
+    assert str(error.value) == "Plan expired"
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+    # No thread-local carries it: the reason is read from the CDK's last backoff exception.
+    handler = calls._handler
+    assert not [value for value in vars(handler).values() if isinstance(value, threading.local)]
+
+
+def test_a_refusal_in_one_thread_is_no_refusal_in_another(http_mocker):
+    refused, served = page_request("fixed", page=1), page_request("fixed", page=2)
+    http_mocker.post(refused, NOT_ENABLED)
+    http_mocker.post(served, HttpResponse(body="<html>down</html>", status_code=200))
+    calls = endpoint(api(max_retries=1))
+    outcomes = {}
+
+    def read(number):
+        try:
+            calls.page(number, 10, SPAN)
+        except Exception as error:  # noqa: BLE001 - the outcome is what the test looks at
+            outcomes[number] = error
+
+    threads = [threading.Thread(target=read, args=(number,)) for number in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert isinstance(outcomes[1], AccessRefused) and str(outcomes[1]) == "Not enabled"
+    assert isinstance(outcomes[2], AirbyteTracedException) and not isinstance(outcomes[2], AccessRefused)
+
+
+def test_the_refusal_row_is_found_again_in_the_last_answer():
+    calls = endpoint()
+    refusal = answer({"code": 403, "msg": "Not enabled"})
+    row, resolution = calls._handler.resolve(refusal)
+    assert row is REFUSED
+    assert resolution.error_message == "TeleCMI refused outgoing_missed_calls (Not enabled)"
+
+
 def test_a_proxy_refusing_is_a_config_error(http_mocker):
     http_mocker.post(page_request("fixed"), HttpResponse(body=json.dumps({"message": "Forbidden"}), status_code=403))
     with pytest.raises(AirbyteTracedException) as error:
@@ -442,6 +492,31 @@ def test_a_path_that_is_not_there_is_a_config_error_naming_api_url(http_mocker, 
         endpoint().page(1, 10, SPAN)
     assert error.value.failure_type == FailureType.config_error
     assert OUT_MISSED in error.value.message and API in error.value.message
+    http_mocker.assert_number_of_calls(request, 1)
+
+
+def test_a_missing_path_is_ignored_by_the_cdk_and_raised_after_the_call(http_mocker, log):
+    request = page_request("fixed")
+    http_mocker.post(request, HttpResponse(body="<html>Cannot POST</html>", status_code=404))
+    calls = endpoint(api(logger=log.logger))
+    missing = requests.Response()
+    missing.status_code = 404
+    missing._content = b"<html>Cannot POST</html>"
+    missing.request = requests.Request("POST", API + OUT_MISSED).prepare()
+    resolution = calls._handler.interpret_response(missing)
+    assert resolution.response_action is ResponseAction.IGNORE
+    assert resolution.failure_type == FailureType.config_error
+    assert calls._handler.resolve(missing)[0] is ENDPOINT_MISSING
+    with pytest.raises(EndpointMissing) as error:
+        calls.page(1, 10, SPAN)
+    # The CDK's client returned the answer (it logs an ignored one), and the caller raised.
+    ignored = [r for r in log.records if "TeleCMI has no endpoint" in r.getMessage() and r.name == log.logger.name]
+    assert ignored and ignored[0].levelno == logging.INFO
+    assert (
+        error.value.message
+        == f"TeleCMI has no endpoint {OUT_MISSED} at api_url {API} (HTTP 404): check api_url and region"
+    )
+    assert error.value.internal_message == error.value.message
     http_mocker.assert_number_of_calls(request, 1)
 
 
@@ -502,13 +577,13 @@ def test_an_unreachable_api_fails_fast_naming_the_cause():
 
 
 def test_connection_failures_with_no_answer_ever_are_given_up_for_the_whole_sync(monkeypatch, log):
-    monkeypatch.setattr(telecmi_module, "UNREACHABLE_AFTER_S", 0.0)
+    monkeypatch.setattr(session_module, "UNREACHABLE_AFTER_S", 0.0)
     telecmi = api(url="http://127.0.0.1:9", logger=log.logger)
     with pytest.raises(AirbyteTracedException) as error:
         endpoint(telecmi).page(1, 10, SPAN)
     assert error.value.failure_type == FailureType.transient_error
     assert "Cannot reach TeleCMI at http://127.0.0.1:9: Connection refused" in error.value.message
-    assert telecmi.transport.unreachable == error.value.message
+    assert telecmi.reachability.unreachable == error.value.message
     attempts = [r for r in log.records if r.getMessage() == "Making outbound API request"]
     assert len(attempts) == 1, "given up at once, no retry"
     with pytest.raises(requests.ConnectionError, match="Cannot reach TeleCMI"):  # every later request at once
@@ -519,7 +594,7 @@ def test_connection_failures_after_an_answer_are_never_given_up(http_mocker):
     http_mocker.post(page_request("fixed"), cdr(1, [CALL]))
     telecmi = api()
     endpoint(telecmi).page(1, 10, SPAN)
-    assert telecmi.answered and not telecmi.give_up_connecting()
+    assert telecmi.reachability.answered and not telecmi.reachability.give_up_connecting("Cannot reach TeleCMI")
 
 
 def test_a_trickling_answer_is_retried_like_any_timeout(server, monkeypatch):
@@ -598,3 +673,37 @@ def test_india_counts_in_total():
     assert (
         listing("cdr", "total")({"count": 1, "cdr": [CALL]}) == "the field 'total' (how many records the range holds)"
     )
+
+
+# ------------------------------------------------------------------------------------------ the port
+
+
+def test_the_handler_never_imports_the_client():
+    tree = ast.parse(Path(handler_module.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert "source_telecmi.telecmi.client" not in imported
+    assert not any(name and name.endswith(".client") for name in imported)
+    assert "TYPE_CHECKING" not in Path(handler_module.__file__).read_text()
+
+
+def test_the_handler_sees_the_sync_through_its_session():
+    telecmi = api(LOGIN_CREDENTIALS)
+    session = telecmi.session
+    assert (session.api_url, session.credentials, session.tokens) == (API, LOGIN_CREDENTIALS, telecmi.tokens)
+    assert session.success_codes == PLATFORMS[USER].success_codes
+    assert session.reachability is telecmi.reachability
+    assert session.token_sent == telecmi.transport.token_sent
+    assert endpoint(telecmi)._handler._session is session
+
+
+def test_giving_up_waits_unreachable_after_s_scaled():
+    clock = iter([100.0, 100.5, 159.9, 160.0])
+    reachability = session_module.Reachability(lambda: 1.0, clock=lambda: next(clock))
+    assert session_module.UNREACHABLE_AFTER_S == 60.0
+    assert not reachability.give_up_connecting("first")
+    assert not reachability.give_up_connecting("second")
+    assert not reachability.give_up_connecting("third")
+    assert reachability.unreachable is None
+    assert reachability.give_up_connecting("fourth")
+    assert reachability.unreachable == "fourth"

@@ -11,6 +11,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from conftest import Answer, FakeClock
 
 from source_telecmi.telecmi.pacing import Pacer
+from source_telecmi.telecmi.session import Reachability
 from source_telecmi.telecmi.transport import (
     DEFAULT_REQUEST_TIMEOUT_S,
     SyncEnded,
@@ -109,7 +110,8 @@ def test_credentials_are_filled_in_at_send_time_on_a_copy(server):
         {"page": 1, "limit": 10, "token": "token-2"},
     ]
     assert b"token" not in request.body, "the request the CDK logs carries no credentials"
-    assert (first.request.telecmi_token, second.request.telecmi_token) == ("token-1", "token-2")
+    assert (session.token_sent(first), session.token_sent(second)) == ("token-1", "token-2")
+    assert not hasattr(first.request, "telecmi_token"), "nothing of the connector's is set on requests' objects"
 
 
 def test_without_a_token_field_no_token_is_named(server):
@@ -118,7 +120,7 @@ def test_without_a_token_field_no_token_is_named(server):
     session.sign(url, lambda: {"appid": 1111112, "token": "app-secret-as-token"})
     answer = session.post(url, json={"page": 1})
     assert server.requests[0][1] == {"page": 1, "appid": 1111112, "token": "app-secret-as-token"}
-    assert answer.request.telecmi_token is None
+    assert session.token_sent(answer) is None
 
 
 def test_a_request_to_another_url_is_not_signed(server):
@@ -213,8 +215,25 @@ def test_a_request_waiting_for_its_turn_when_the_sync_ends_never_goes_out(server
 
 
 def test_an_unreachable_api_fails_every_later_request_at_once(server):
-    session = transport(server.url)
-    session.unreachable = "Cannot reach TeleCMI"
+    reachability = Reachability(lambda: 0.0)
+    session = Transport(Pacer(2, LOGGER, wait_scale=0.001), server.url, 5.0, reachability)
+    session.post(server.url + PATH, json={})  # before giving up, requests go out
+    assert reachability.give_up_connecting("Cannot reach TeleCMI")
     with pytest.raises(requests.ConnectionError, match="Cannot reach TeleCMI"):
         session.post(server.url + PATH, json={})
-    assert server.requests == []
+    assert len(server.requests) == 1
+
+
+def test_an_answer_never_given_up_on_after_one_answer():
+    reachability = Reachability(lambda: 0.0)
+    reachability.reached()
+    assert not reachability.give_up_connecting("Cannot reach TeleCMI")
+    assert reachability.unreachable is None
+
+
+def test_a_token_is_named_for_the_answer_it_got_not_for_a_request_unsent(server):
+    session = transport(server.url)
+    session.sign(server.url + PATH, lambda: {"token": "token-1"}, token_field="token")
+    unsent = requests.Response()
+    assert session.token_sent(unsent) is None
+    assert session.token_sent(session.post(server.url + PATH, json={})) == "token-1"

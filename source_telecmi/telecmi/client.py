@@ -1,40 +1,36 @@
 """Asking TeleCMI: one API object per sync, the CDK error handler of each endpoint, and a page of a list.
 
-Every answer goes through `answers.decide` to one action. The handler is where only it can act:
-it renews an expired user token (then RETRY), retries a refusal like any fault (a refusal that
-lasts through every retry is `AccessRefused`: the stream is skipped), and gives up early when
-TeleCMI cannot be reached at all.
+Every answer goes through `answers.resolve` to a row of its tables. Two rows end here, after the
+CDK's client is done: a refusal that lasted through every retry is `AccessRefused`, and a path
+that is not there (an answer the handler had the CDK ignore) is `EndpointMissing`. Either way
+the stream is skipped. The handlers see this API only through its `Session`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
+import requests
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.sources.streams.http.exceptions import BaseBackoffException
 from airbyte_cdk.sources.streams.http.http_client import HttpClient
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.secrets import register_secret
-from source_telecmi.telecmi.answers import (
-    AccessRefused,
-    as_count,
-    body_of,
-)
+from source_telecmi.telecmi.answers import ENDPOINT_MISSING, REFUSED, AccessRefused, EndpointMissing
+from source_telecmi.telecmi.body import as_count, body_of, reason_of
 from source_telecmi.telecmi.credentials import Credentials, TokenKeeper
 from source_telecmi.telecmi.handler import AnswerHandler, Backoff
 from source_telecmi.telecmi.pacing import Pacer
 from source_telecmi.telecmi.page import Page
 from source_telecmi.telecmi.platforms import ANALYSIS, LOGIN_PATH, ListRow, Path, Platform
+from source_telecmi.telecmi.session import Reachability, Session
 from source_telecmi.telecmi.transport import Transport, request_timeout_s, wait_scale
 
 MAX_RETRIES = 5
 CHECK_MAX_RETRIES = 2
-# With no answer at all yet, connection failures (a name that does not resolve, a refused
-# connection) end the sync after this long instead of spending every retry of every request.
-UNREACHABLE_AFTER_S = 60.0
 
 
 class TelecmiApi:
@@ -55,15 +51,21 @@ class TelecmiApi:
         self._logger = logger
         self._max_retries = max_retries
         self.pacer = Pacer(num_workers, logger, wait_scale=wait_scale())
-        self.transport = Transport(self.pacer, self.api_url, request_timeout_s())
+        self.reachability = Reachability(wait_scale)
+        self.transport = Transport(self.pacer, self.api_url, request_timeout_s(), self.reachability)
         self.tokens = TokenKeeper(credentials, self._log_in)
-        self.answered = False
-        self._first_unreachable: Optional[float] = None
-        self._connect_lock = threading.Lock()
+        self.session = Session(
+            api_url=self.api_url,
+            credentials=credentials,
+            tokens=self.tokens,
+            success_codes=platform.success_codes,
+            reachability=self.reachability,
+            token_sent=self.transport.token_sent,
+        )
         self._login = self._client("login", _needs_token)
 
     def _client(self, what: str, lacking: Callable[[Any], Optional[str]]) -> tuple[HttpClient, AnswerHandler]:
-        handler = AnswerHandler(self, what, lacking, self._max_retries)
+        handler = AnswerHandler(self.session, what, lacking, self._max_retries)
         client = HttpClient(
             name=what,
             logger=self._logger,
@@ -83,15 +85,6 @@ class TelecmiApi:
             }
 
         self.transport.sign(url, fill, next((name for name, what in fields.items() if what == "token"), None))
-
-    def give_up_connecting(self) -> bool:
-        """Whether connection failures have lasted long enough, with no answer ever, to stop trying."""
-        if self.answered:
-            return False
-        with self._connect_lock:
-            now = time.monotonic()
-            self._first_unreachable = self._first_unreachable or now
-            return now - self._first_unreachable >= UNREACHABLE_AFTER_S * wait_scale()
 
     def end(self, why: str) -> None:
         """The sync is over: no further request goes out."""
@@ -137,14 +130,25 @@ class TelecmiApi:
 
 
 def post(client: HttpClient, handler: AnswerHandler, url: str, body: Mapping[str, Any]) -> Any:
-    """POST `body` to `url` through the CDK's client; a refusal through every retry is `AccessRefused`."""
+    """POST `body` to `url` through the CDK's client: TeleCMI's answer, read.
+
+    A refusal through every retry is `AccessRefused`, with TeleCMI's reason: the CDK gives up
+    while handling the backoff exception of the last attempt, which carries the last answer.
+    A path that is not there is `EndpointMissing`, once the CDK handed the ignored answer back.
+    """
     try:
         _, response = client.send_request("POST", url, request_kwargs={}, json=dict(body))
-    except AirbyteTracedException:
-        reason = handler.refusal()
-        if reason is not None:
-            raise AccessRefused(reason) from None
+    except AirbyteTracedException as error:
+        last = error.__context__
+        if isinstance(last, BaseBackoffException) and isinstance(last.response, requests.Response):
+            row, _ = handler.resolve(last.response)
+            if row is REFUSED:
+                raise AccessRefused(reason_of(body_of(last.response))) from None
         raise
+    row, resolution = handler.resolve(response)
+    if row is ENDPOINT_MISSING:
+        message = resolution.error_message
+        raise EndpointMissing(message=message, internal_message=message, failure_type=FailureType.config_error)
     return body_of(response)
 
 

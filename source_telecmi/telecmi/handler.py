@@ -1,16 +1,16 @@
 """The CDK error handler of every TeleCMI endpoint, and its backoff: where only the handler can act.
 
-Every answer goes through `answers.decide`. The handler renews an expired user token (then RETRY),
-retries a refusal like any fault (one that lasts through every retry is `AccessRefused` to the
-caller: the stream is skipped), registers secrets an answer carries before the CDK logs it, and
-gives up early when TeleCMI cannot be reached at all.
+Every answer goes through `answers.resolve` to a row of its tables, whose value is the resolution.
+The handler adds only what the tables cannot know: it renews an expired user token (then RETRY),
+registers secrets an answer carries before the CDK logs it, names the endpoint in what it says,
+and gives up early when TeleCMI cannot be reached at all. It sees the sync through a `Session`,
+never through the API object that builds it.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import Any, Optional, Union
 
 import requests
 from airbyte_cdk.models import FailureType
@@ -25,40 +25,38 @@ from source_telecmi.secrets import register_named
 from source_telecmi.telecmi.answers import (
     ADDRESS_IN_DOUBT,
     BODY_CODES,
-    NETWORK_FAULTS,
+    REFUSED,
     SERVED,
-    Action,
-    EndpointMissing,
+    UNREACHABLE,
+    UNUSABLE_URL,
+    WRONG_CREDENTIALS,
     address_in_doubt,
-    body_of,
-    code_of,
-    decide,
-    message_of,
-    network_cause,
+    resolve,
     say,
 )
+from source_telecmi.telecmi.body import body_of, reason_of
+from source_telecmi.telecmi.session import Session
 from source_telecmi.telecmi.transport import SyncEnded, wait_scale
-
-if TYPE_CHECKING:
-    from source_telecmi.telecmi.client import TelecmiApi
 
 FIRST_BACKOFF_S = 5.0
 LONGEST_BACKOFF_S = 120.0
 # A refusal is retried sooner: a proxy's or a firewall's passing 403 clears in seconds, and a
 # refusal that lasts (the account does not have the list) should not hold the sync for minutes.
 FIRST_REFUSAL_BACKOFF_S = 1.0
+# Rows whose message stands alone: a refusal names the endpoint itself, the others are about
+# api_url, not about one endpoint. Every other fault is said with the endpoint's name first.
+_SAID_WHOLE = (REFUSED, UNREACHABLE, UNUSABLE_URL)
 
 
 class AnswerHandler(ErrorHandler):
-    """The CDK error handler of one endpoint: `answers.decide`, plus what only the handler can do."""
+    """The CDK error handler of one endpoint: `answers.resolve`, plus what only the handler can do."""
 
-    def __init__(self, api: TelecmiApi, what: str, lacking: Callable[[Any], Optional[str]], max_retries: int) -> None:
-        self._api = api
+    def __init__(self, session: Session, what: str, lacking: Callable[[Any], Optional[str]], max_retries: int) -> None:
+        self._session = session
         self._what = what
         self._lacking = lacking
         self._max_retries = max_retries
-        self._codes = {**BODY_CODES, **{code: SERVED for code in api.platform.success_codes}}
-        self._local = threading.local()  # .refused: the reason of this thread's last answer, if a refusal
+        self._codes = {**BODY_CODES, **dict.fromkeys(session.success_codes, SERVED)}
         self.served = False  # whether this endpoint ever gave a usable answer
 
     @property
@@ -69,45 +67,44 @@ class AnswerHandler(ErrorHandler):
     def max_time(self) -> Optional[int]:
         return None
 
-    def refusal(self) -> Optional[str]:
-        """TeleCMI's reason, if the last answer this thread got was a refusal."""
-        return getattr(self._local, "refused", None)
+    def resolve(
+        self, answer: Optional[Union[requests.Response, BaseException]]
+    ) -> tuple[ErrorResolution, ErrorResolution]:
+        """The row of an answer to this endpoint and its resolution, said as this endpoint's."""
+        row, resolution = resolve(answer, self._lacking, self._codes, api_url=self._session.api_url, what=self._what)
+        said_whole = any(row is whole for whole in _SAID_WHOLE)
+        if resolution.response_action in (ResponseAction.RETRY, ResponseAction.FAIL) and not said_whole:
+            named = f"{self._what}: {resolution.error_message}"
+            resolution = ErrorResolution(resolution.response_action, resolution.failure_type, named)
+        return row, resolution
 
     def interpret_response(self, answer: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
-        self._local.refused = None
-        if not isinstance(answer, requests.Response):
-            return self._network(answer)
-        decision = decide(answer, self._lacking, self._codes)
-        body = body_of(answer)
-        sent_token = getattr(answer.request, "telecmi_token", None)
-        if decision.action is Action.OK:
+        if isinstance(answer, SyncEnded):
+            return ErrorResolution(ResponseAction.FAIL, FailureType.transient_error, str(answer))
+        row, resolution = self.resolve(answer)
+        if row is SERVED and isinstance(answer, requests.Response):
             # Before the CDK's debug log prints the answer: a login's token, users' passwords at any depth.
-            register_named(body)
-            self._api.answered = True
+            register_named(body_of(answer))
+            self._session.reachability.reached()
             self.served = True
+            sent_token = self._session.token_sent(answer)
             if sent_token:
-                self._api.tokens.accepted(sent_token)
-            return ErrorResolution(ResponseAction.SUCCESS)
-        reason = message_of(body) or f"code {code_of(body)}"
-        if decision.action is Action.CREDENTIALS or (decision.action is Action.REFUSED and self._what == "login"):
-            doubt = say(ADDRESS_IN_DOUBT, answer, api_url=self._api.api_url) if address_in_doubt(answer) else ""
-            return self._credentials_rejected(sent_token, reason, doubt)
-        if decision.action is Action.REFUSED:
-            self._local.refused = reason
-            return ErrorResolution(
-                ResponseAction.RETRY, FailureType.transient_error, f"TeleCMI refused {self._what} ({reason})"
-            )
-        message = say(decision, answer, api_url=self._api.api_url)
-        if decision.action is Action.MISSING:
-            raise EndpointMissing(message=message, internal_message=message, failure_type=FailureType.config_error)
-        if decision.action is Action.RETRY:
-            return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, f"{self._what}: {message}")
-        failure = FailureType.config_error if decision.action is Action.CONFIG else FailureType.system_error
-        return ErrorResolution(ResponseAction.FAIL, failure, f"{self._what}: {message}")
+                self._session.tokens.accepted(sent_token)
+            return resolution
+        if isinstance(answer, requests.Response) and (
+            row is WRONG_CREDENTIALS or (row is REFUSED and self._what == "login")
+        ):
+            return self._credentials_rejected(answer)
+        if row is UNREACHABLE and self._session.reachability.give_up_connecting(resolution.error_message or ""):
+            return ErrorResolution(ResponseAction.FAIL, FailureType.transient_error, resolution.error_message)
+        return resolution
 
-    def _credentials_rejected(self, sent_token: Optional[str], reason: str, doubt: str = "") -> ErrorResolution:
-        """Wrong credentials, as TeleCMI says; `doubt` names api_url too where the answer may come from a wrong one."""
-        credentials = self._api.credentials
+    def _credentials_rejected(self, answer: requests.Response) -> ErrorResolution:
+        """Wrong credentials, as TeleCMI says; where the answer may come from a wrong api_url, it is named too."""
+        reason = reason_of(body_of(answer))
+        doubt = say(ADDRESS_IN_DOUBT, answer, api_url=self._session.api_url) if address_in_doubt(answer) else ""
+        sent_token = self._session.token_sent(answer)
+        credentials = self._session.credentials
         also = f", {doubt}" if doubt else ""
         and_url = ", and api_url" if doubt else ""
         if credentials.kind == "app":
@@ -124,22 +121,8 @@ class AnswerHandler(ErrorHandler):
                 f"TeleCMI refused the login of user {credentials.user_id} ({reason}){also}. Check user_id "
                 f"(extension_appid, like 101_1111112) and password{and_url}.",
             )
-        self._api.tokens.renew(sent_token, f"{reason}{also}")
+        self._session.tokens.renew(sent_token, f"{reason}{also}")
         return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, "TeleCMI's token expired: renewed")
-
-    def _network(self, error: Optional[Exception]) -> ErrorResolution:
-        if isinstance(error, SyncEnded):
-            return ErrorResolution(ResponseAction.FAIL, FailureType.transient_error, str(error))
-        decision = next((d for kind, d in NETWORK_FAULTS if isinstance(error, kind)), NETWORK_FAULTS[-1][1])
-        message = say(decision, None, api_url=self._api.api_url, cause=network_cause(error) if error else "no answer")
-        if decision.action is Action.CONFIG:
-            return ErrorResolution(ResponseAction.FAIL, FailureType.config_error, message)
-        if decision.action is Action.UNREACHABLE:
-            if self._api.give_up_connecting():
-                self._api.transport.unreachable = message
-                return ErrorResolution(ResponseAction.FAIL, FailureType.transient_error, message)
-            return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, message)
-        return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, f"{self._what}: {message}")
 
 
 class Backoff(BackoffStrategy):
@@ -153,10 +136,10 @@ class Backoff(BackoffStrategy):
         answer = response_or_exception
         first = FIRST_BACKOFF_S
         if isinstance(answer, requests.Response):
-            action = decide(answer, lambda body: None).action  # what the handler decided, as it decided it
-            if action is Action.CREDENTIALS:
+            row, _ = resolve(answer)  # the row the handler found, as it found it
+            if row is WRONG_CREDENTIALS:
                 return 0.001  # a renewed token: retried at once
-            if action is Action.REFUSED:
+            if row is REFUSED:
                 first = FIRST_REFUSAL_BACKOFF_S
         wait = min(LONGEST_BACKOFF_S, first * 2 ** max(attempt_count - 1, 0))
         return max(wait * wait_scale(), 0.001)

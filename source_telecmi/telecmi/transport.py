@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -16,6 +17,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.telecmi.answers import rate_limited, retry_after_s
 from source_telecmi.telecmi.pacing import Pacer, RateLimitExhausted
+from source_telecmi.telecmi.session import Reachability
 
 # Tests shorten waits with these; production keeps the defaults.
 BACKOFF_SCALE_ENV = "SOURCE_TELECMI_BACKOFF_SCALE"
@@ -41,18 +43,26 @@ class Transport(requests.Session):
 
     - Credentials go into the JSON body here, at send time, on a copy of the request: the CDK logs
       request bodies before sending them, and a renewed token reaches a retried request.
-    - A 429 (HTTP status or body code) is waited out here and never reaches the error handler: it
-      is a signal to slow down (see `pacing`), not a fault that spends a retry.
+    - An answer `answers` calls a rate limit (a 429, as HTTP status or body code) is waited out here
+      and never reaches the error handler: a signal to slow down (see `pacing`), not a fault that
+      spends a retry.
     - A whole answer must arrive within the request timeout: a body that trickles forever is a timeout.
     - Proxy and CA settings are read from the environment once, not on every request.
+    - Once `reachability` gave up on an address that never answered, no request goes out.
     """
 
-    def __init__(self, pacer: Pacer, api_url: str, timeout_s: float) -> None:
+    def __init__(
+        self, pacer: Pacer, api_url: str, timeout_s: float, reachability: Optional[Reachability] = None
+    ) -> None:
         super().__init__()
         self._pacer = pacer
         self._timeout_s = timeout_s
+        self._reachability = reachability
         self._fill: dict[str, tuple[Callable[[], dict[str, Any]], Optional[str]]] = {}
-        self.unreachable: Optional[str] = None
+        # The user token the request of each answer carried, for the error handler to renew that very
+        # token; held weakly, so it goes with its answer, and kept here rather than on requests' objects.
+        self._tokens: weakref.WeakKeyDictionary[requests.Response, str] = weakref.WeakKeyDictionary()
+        self._tokens_lock = threading.Lock()
         self.ended: Optional[str] = None
         self._sent = threading.local()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pacer.ceiling + 2)
@@ -76,14 +86,15 @@ class Transport(requests.Session):
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if self.ended:
             raise SyncEnded(self.ended)
-        if self.unreachable:
-            raise requests.ConnectionError(self.unreachable)
+        if self._reachability is not None and self._reachability.unreachable:
+            raise requests.ConnectionError(self._reachability.unreachable)
+        token: Optional[str] = None
         if request.url in self._fill:
             fill, token_field = self._fill[request.url]
             signed = request.copy()
             credentials = fill()
             signed.prepare_body(data=None, files=None, json={**orjson.loads(request.body or b"{}"), **credentials})
-            signed.telecmi_token = credentials.get(token_field) if token_field else None  # type: ignore[attr-defined]
+            token = credentials.get(token_field) if token_field else None
             request = signed
         try:
             while True:
@@ -93,6 +104,9 @@ class Transport(requests.Session):
                     response = self._send_in_time(request, **kwargs)
                 if not rate_limited(response):
                     self._pacer.answered()
+                    if token is not None:
+                        with self._tokens_lock:
+                            self._tokens[response] = token
                     return response
                 self._pacer.rate_limited(retry_after_s(response))
         except RateLimitExhausted as exhausted:
@@ -101,6 +115,11 @@ class Transport(requests.Session):
                 internal_message=str(exhausted),
                 failure_type=FailureType.transient_error,
             ) from None
+
+    def token_sent(self, response: requests.Response) -> Optional[str]:
+        """The user token the request of `response` carried; None if it carried none."""
+        with self._tokens_lock:
+            return self._tokens.get(response)
 
     def sent_here(self) -> int:
         """How many requests this thread has sent (retries and refused ones included)."""
