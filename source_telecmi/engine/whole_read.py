@@ -1,6 +1,6 @@
 """A list without windows (the users), read whole: page after page, again if it falls short of its count.
 
-Apart from the reads of windows because its rules differ: no count may be sent (it is read until a
+Kept apart from the reads of windows because its rules differ: no count may be sent (it is read until a
 short or empty page), and a count no complete read reaches is judged wrong only when reads agree.
 """
 
