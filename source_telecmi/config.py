@@ -24,7 +24,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_telecmi.secrets import one_line, register_secret
 from source_telecmi.telecmi.credentials import Credentials
 from source_telecmi.telecmi.platforms import REGIONS, Platform, platform_for
-from source_telecmi.timeline import days_ms, format_ms, now_ms, parse_utc
+from source_telecmi.timeline.instants import days_ms, format_ms, now_ms, parse_utc
 
 API_URLS = REGIONS
 DEFAULT_API_URL = API_URLS["global"]

@@ -35,17 +35,18 @@ from airbyte_cdk.sources.utils.slice_logger import DebugSliceLogger
 from airbyte_cdk.utils.stream_status_utils import as_airbyte_message as stream_status
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_telecmi.changes import RecordQueue, take_changes
 from source_telecmi.config import ConfigError, TelecmiConfig, upgraded
 from source_telecmi.engine.audit import SYNC_AUDIT, Audit
 from source_telecmi.engine.refusals import Skipped
-from source_telecmi.records import Conformer, RecordQueue, take_changes
+from source_telecmi.records import Conformer
 from source_telecmi.secrets import one_line
 from source_telecmi.state import only_stream_states, unreadable_state
 from source_telecmi.streams import Wiring, audit_stream, declared
 from source_telecmi.telecmi.answers import AccessRefused, EndpointMissing
 from source_telecmi.telecmi.client import CHECK_MAX_RETRIES, TelecmiApi
 from source_telecmi.telecmi.platforms import CALL_LISTS, LISTS, ListRow
-from source_telecmi.timeline import check_window
+from source_telecmi.timeline.instants import check_window
 
 QUEUE_SIZE = 10_000
 STREAMS_AT_ONCE_ENV = "SOURCE_TELECMI_STREAMS_AT_ONCE"

@@ -14,13 +14,16 @@ from airbyte_cdk.sources.message import MessageRepository
 from airbyte_cdk.sources.streams.concurrent.cursor import ConcurrentCursor, CursorField
 from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
 from airbyte_cdk.sources.streams.concurrent.state_converters.abstract_stream_state_converter import (
-    AbstractStreamStateConverter,
     ConcurrencyCompatibleStateType,
+)
+from airbyte_cdk.sources.streams.concurrent.state_converters.incrementing_count_stream_state_converter import (
+    IncrementingCountStreamStateConverter,
 )
 from airbyte_cdk.sources.types import Record
 
 from source_telecmi.config import ConfigError
-from source_telecmi.timeline import DAY_MS, Trail, Window, instant_of, lookback_point
+from source_telecmi.timeline.instants import DAY_MS, Window, instant_of
+from source_telecmi.timeline.resuming import Trail, lookback_point
 
 # The key of a windowed stream's state that holds its audit trail (0.4 and later): this sync's synced_at
 # (epoch ms), where it began reading again windows audited before it, the end of what was read before it,
@@ -31,8 +34,8 @@ TRAIL = "audit_trail"
 MOST_TRAIL_WINDOWS = 2000
 
 
-class MillisecondStateConverter(AbstractStreamStateConverter):
-    """The CDK's state converter for an integer epoch-millisecond cursor.
+class MillisecondStateConverter(IncrementingCountStreamStateConverter):
+    """The CDK's converter of an integer cursor (its values, zero, increment), for epoch milliseconds.
 
     The state is the CDK's concurrent form, `{"state_type": "date-range", "slices": [{"start",
     "end", "most_recent_cursor_value"}]}`, all epoch ms, so windows finished out of order are all
@@ -49,26 +52,13 @@ class MillisecondStateConverter(AbstractStreamStateConverter):
     def _to_state_message(self, value: Any) -> Any:
         return int(value)
 
-    def increment(self, value: Any) -> Any:
-        return value + 1
-
-    def output_format(self, value: Any) -> Any:
-        return value
-
     def serialize(self, state: MutableMapping[str, Any], state_type: ConcurrencyCompatibleStateType) -> Any:
         serialized = super().serialize(state, state_type)
         if state.get(TRAIL) is not None:  # the CDK keeps only the slices
             serialized[TRAIL] = copy.deepcopy(state[TRAIL])
         return serialized
 
-    def parse_value(self, value: Any) -> Any:
-        return value
-
-    @property
-    def zero_value(self) -> Any:
-        return 0
-
-    def convert_from_sequential_state(
+    def convert_from_sequential_state(  # date ranges (windows finished out of order), not the CDK's integer state
         self, cursor_field: CursorField, stream_state: MutableMapping[str, Any], start: Optional[Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         sync_start = int(start) if start is not None else 0

@@ -18,6 +18,7 @@ from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
 from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
 from airbyte_cdk.sources.utils.schema_helpers import ResourceSchemaLoader
 
+from source_telecmi.changes import NULLED
 from source_telecmi.config import ConfigError, TelecmiConfig
 from source_telecmi.engine.audit import AUDIT_CURSOR, AUDIT_KEY, SYNC_AUDIT, Audit
 from source_telecmi.engine.ledger import identity
@@ -25,12 +26,14 @@ from source_telecmi.engine.one_answer import DayCursor, DayReading, SinglePartit
 from source_telecmi.engine.partitions import FullRefreshWindows, OnePartition, WholeListPartition, WindowPartitions
 from source_telecmi.engine.reading import Identify, Lister, by_content
 from source_telecmi.engine.refusals import Skipped
-from source_telecmi.records import NULLED, Conformer
+from source_telecmi.records import Conformer
 from source_telecmi.secrets import replace_secrets, without_secrets
 from source_telecmi.state import WindowCursor, readable_state
 from source_telecmi.telecmi.client import TelecmiApi
 from source_telecmi.telecmi.platforms import ListRow, StreamKind
-from source_telecmi.timeline import WindowPlanner, day_of, instant_of, iso_ms, ranges_to_read
+from source_telecmi.timeline.instants import day_of, instant_of, iso_ms
+from source_telecmi.timeline.planning import WindowPlanner
+from source_telecmi.timeline.resuming import ranges_to_read
 
 STARTED_AT = "started_at"
 

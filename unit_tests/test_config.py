@@ -6,7 +6,7 @@ from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from source_telecmi.config import ConfigError, TelecmiConfig, upgraded
 from source_telecmi.secrets import mask
 from source_telecmi.telecmi.platforms import ACCOUNT, INDIA, PLATFORMS, USER
-from source_telecmi.timeline import DAY_MS
+from source_telecmi.timeline.instants import DAY_MS
 
 JAN_1 = 1704067200000
 TOKEN = {"auth_type": "token", "token": "abc-token"}

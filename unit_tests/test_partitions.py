@@ -26,7 +26,8 @@ from source_telecmi.streams import schema_of, shaper
 from source_telecmi.telecmi.answers import AccessRefused, EndpointMissing
 from source_telecmi.telecmi.page import Page
 from source_telecmi.telecmi.platforms import USERS_LIST
-from source_telecmi.timeline import Window, WindowPlanner
+from source_telecmi.timeline.instants import Window
+from source_telecmi.timeline.planning import WindowPlanner
 
 DAY = 86_400_000
 

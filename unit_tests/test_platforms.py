@@ -19,8 +19,8 @@ from source_telecmi.telecmi.platforms import (
     USERS_LIST,
     VOICEMAILS,
     ListRow,
-    StreamKind,
     Path,
+    StreamKind,
     platform_for,
 )
 

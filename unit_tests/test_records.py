@@ -18,7 +18,8 @@ from airbyte_cdk.sources.types import Record
 from airbyte_cdk.sources.utils.record_helper import stream_data_to_airbyte_message
 from airbyte_cdk.sources.utils.schema_helpers import ResourceSchemaLoader
 
-from source_telecmi.records import Conformer, RecordQueue, meta_of, take_changes
+from source_telecmi.changes import RecordQueue, meta_of, take_changes
+from source_telecmi.records import Conformer
 
 ABSENT = object()
 

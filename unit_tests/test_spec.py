@@ -26,7 +26,7 @@ from source_telecmi.config import (
     TelecmiConfig,
     upgraded,
 )
-from source_telecmi.timeline import parse_utc
+from source_telecmi.timeline.instants import parse_utc
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = json.loads((ROOT / "source_telecmi" / "spec.json").read_text())

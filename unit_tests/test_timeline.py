@@ -15,27 +15,26 @@ from source_telecmi.state import (
     readable_state,
     trail_of,
 )
-from source_telecmi.timeline import (
+from source_telecmi.timeline.instants import (
     DAY_MS,
-    LONGEST_WINDOW_MS,
-    Trail,
     Window,
-    WindowPlanner,
     check_window,
     day_before,
     day_of,
     day_start,
     day_windows,
-    estimate_total,
-    first_uncovered,
     instant_of,
     iso_ms,
-    iterate_windows,
-    lookback_point,
     parse_utc,
-    ranges_to_read,
+)
+from source_telecmi.timeline.planning import (
+    LONGEST_WINDOW_MS,
+    WindowPlanner,
+    estimate_total,
+    iterate_windows,
     windows_for,
 )
+from source_telecmi.timeline.resuming import Trail, first_uncovered, lookback_point, ranges_to_read
 
 JAN_1 = 1704067200000  # 2024-01-01T00:00:00Z
 STREAM = "outgoing_missed_calls"

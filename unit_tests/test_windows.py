@@ -28,7 +28,7 @@ from source_telecmi.engine.whole_read import WHOLE_LIST_READS, WholeRead
 from source_telecmi.engine.window_read import WindowRead
 from source_telecmi.telecmi.page import Page
 from source_telecmi.telecmi.platforms import CALL_LISTS, USERS_LIST
-from source_telecmi.timeline import Window, instant_of
+from source_telecmi.timeline.instants import Window, instant_of
 
 T0 = 1764547200000  # 2025-12-01T00:00:00Z
 WINDOW = Window(T0, T0 + 999)

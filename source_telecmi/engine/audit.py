@@ -33,7 +33,7 @@ from airbyte_cdk.sources.message import MessageRepository
 from airbyte_cdk.utils.stream_status_utils import as_airbyte_message as stream_status
 
 from source_telecmi.engine.ledger import WindowAudit
-from source_telecmi.timeline import iso_ms, now_ms
+from source_telecmi.timeline.instants import iso_ms, now_ms
 
 SYNC_AUDIT = "sync_audit"
 AUDIT_KEY = ("sync_id", "stream", "window_start")

@@ -23,7 +23,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.telecmi.page import Page
-from source_telecmi.timeline import Window
+from source_telecmi.timeline.instants import Window
 
 
 class PagingError(AirbyteTracedException):

@@ -28,7 +28,7 @@ from source_telecmi.engine.port import Endpoint
 from source_telecmi.engine.reading import Lister
 from source_telecmi.engine.refusals import Skipped, refusals
 from source_telecmi.secrets import one_line
-from source_telecmi.timeline import DAY_MS, Window, day_of, day_start, day_windows, instant_of, iso_ms, now_ms
+from source_telecmi.timeline.instants import DAY_MS, Window, day_of, day_start, day_windows, instant_of, iso_ms, now_ms
 
 DAY_FIELD = "day"
 DAILY_STREAM = "daily_call_totals"

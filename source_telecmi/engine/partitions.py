@@ -32,7 +32,8 @@ from source_telecmi.engine.refusals import Skipped, refusals
 from source_telecmi.engine.whole_read import WholeRead
 from source_telecmi.engine.window_read import WindowRead
 from source_telecmi.telecmi.answers import EndpointMissing
-from source_telecmi.timeline import Window, WindowPlanner, estimate_total, windows_for
+from source_telecmi.timeline.instants import Window
+from source_telecmi.timeline.planning import WindowPlanner, estimate_total, windows_for
 
 
 class Backlog:

@@ -29,7 +29,7 @@ from source_telecmi.engine.ledger import (
 )
 from source_telecmi.engine.port import Endpoint
 from source_telecmi.telecmi.page import Page
-from source_telecmi.timeline import Window
+from source_telecmi.timeline.instants import Window
 
 # A window that does not add up may spend this many requests (at least) on being read again:
 # enough to split it into pieces of one page each (64 at most per split), read every piece twice

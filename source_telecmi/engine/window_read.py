@@ -31,7 +31,7 @@ from typing import Any, Optional
 from source_telecmi.engine.ledger import Ledger, PagingError, Probe, WindowAudit, split
 from source_telecmi.engine.reading import LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE, Lister, Reading, keyed
 from source_telecmi.telecmi.page import Page
-from source_telecmi.timeline import Window
+from source_telecmi.timeline.instants import Window
 
 # A busy millisecond is read as a piece of this span, with a millisecond of margin on each side: a
 # piece's request reaches one millisecond past each end (see timeline.Window), so its neighbours'

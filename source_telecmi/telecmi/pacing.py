@@ -1,41 +1,11 @@
 """Adaptive pacing of TeleCMI requests: a concurrency level (AIMD, as TCP) and, once TeleCMI refuses, a rate.
 
-TeleCMI documents no rate limit, so the connector has to find it. Two bounds apply, both shared by every
-worker thread:
-
-- The level L bounds the requests in flight. It starts at the ceiling (`num_workers`), drops to 0.7 of
-  itself on a 429 (once per round, since the other requests already in flight were sent at the old level
-  and tell nothing new), and grows by 1/L per answered request, so about +1 per round of L answers,
-  eight times slower near the level of the last 429.
-- The rate R bounds how many requests start per second. There is none until the first 429: without a
-  rate limit the pacer adds no delay at all. Concurrency is not rate: at 2 ms a request a level of 1
-  still sends 500 requests a second, so against a limit of N a second the level alone overshoots,
-  whatever its value. After a round of 429s, requests start at most R a second, evenly spaced.
-
-How R is set. The first round only shows that the start was too fast: R becomes half the rate of the
-last second and then doubles every half second (TCP's slow start), by at most a fifth from one answer to
-the next, so that where it crosses a limit is known within a fifth, until the next 429. Each later round
-estimates the allowed rate A between bounds. From below: a limiter that refuses is out of credit, so
-what it served between two refusals it granted in that time (exact for one that banks the pause, a token
-bucket of a large burst); what it served since the pause, less the most it can have banked (its burst:
-at most what it served before its first 429), it granted in the rest; and a rate that crossed the limit
-while growing refused within a step of growth and sqrt(slope * burst), the most a burst hides at that
-slope. From above: the rate of the refused request, and what was served in the last couple of seconds.
-R restarts just under A, then follows a cubic of the time (as TCP CUBIC): back near A quickly, flat
-around it, steeper beyond, so a known limit is probed again only after some 20 s, and an estimate too
-low is outgrown; at twice A without a 429, R doubles again.
-
-Two kinds of round keep the estimate. One in which nothing was served (a storm of 429s, an outage) says
-nothing of the rate: the pauses deal with it. And a lone 429 long after the last, under both A and the
-rates refused before, is a request that arrived early: a client's timing is never exact (threads, the
-GIL, the network), and a limiter of a burst of one refuses two requests that arrive closer than 1/rate;
-a real lower limit would refuse again soon. A only drops 2%.
-
-A 429 also pauses every worker: the first pause is short and doubles while 429s continue (the first
-request after a pause goes at its end; the rate spaces the next ones). TeleCMI's
-Retry-After wins when it is a real hint: a number of seconds above 0 and at most `MAX_RETRY_AFTER_S`.
-`Retry-After: 0` (or negative, unreadable, or longer than that) asks for no pause, which after a 429 is
-no advice at all: the pacer's own pause applies.
+TeleCMI documents no rate limit, so the connector finds it. The level bounds the requests in flight
+(down to 0.7 of itself on a round of 429s, up by about one a round); the rate, none until the first
+429, bounds how many start per second: set from what the limiter was seen to grant between
+refusals, restarted just under that estimate and grown as a cubic of the time (as TCP CUBIC). A 429
+also pauses every worker; TeleCMI's Retry-After wins when it is a real hint. The whole design, with
+why each rule is there: docs/pacing.md.
 """
 
 from __future__ import annotations
