@@ -11,14 +11,8 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from conftest import Answer, FakeClock
 
 from source_telecmi.telecmi.pacing import Pacer
-from source_telecmi.telecmi.session import Reachability
-from source_telecmi.telecmi.transport import (
-    DEFAULT_REQUEST_TIMEOUT_S,
-    SyncEnded,
-    Transport,
-    request_timeout_s,
-    wait_scale,
-)
+from source_telecmi.telecmi.session import Reachability, SyncEnded, wait_scale
+from source_telecmi.telecmi.transport import DEFAULT_REQUEST_TIMEOUT_S, Transport, request_timeout_s
 
 API = "https://rest.telecmi.com"
 PATH = "/v2/user/out_missed"

@@ -26,8 +26,8 @@ from source_telecmi.telecmi.handler import AnswerHandler, Backoff
 from source_telecmi.telecmi.pacing import Pacer
 from source_telecmi.telecmi.page import Page
 from source_telecmi.telecmi.platforms import ANALYSIS, LOGIN_PATH, ListRow, Path, Platform
-from source_telecmi.telecmi.session import Reachability, Session
-from source_telecmi.telecmi.transport import Transport, request_timeout_s, wait_scale
+from source_telecmi.telecmi.session import Reachability, Session, wait_scale
+from source_telecmi.telecmi.transport import Transport, request_timeout_s
 
 MAX_RETRIES = 5
 CHECK_MAX_RETRIES = 2

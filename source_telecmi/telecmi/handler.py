@@ -35,8 +35,7 @@ from source_telecmi.telecmi.answers import (
     say,
 )
 from source_telecmi.telecmi.body import body_of, reason_of
-from source_telecmi.telecmi.session import Session
-from source_telecmi.telecmi.transport import SyncEnded, wait_scale
+from source_telecmi.telecmi.session import Session, SyncEnded, wait_scale
 
 FIRST_BACKOFF_S = 5.0
 LONGEST_BACKOFF_S = 120.0

@@ -7,6 +7,7 @@ never sees the API object that builds it, so the two modules import each other i
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,18 @@ from typing import Any, Optional
 import requests
 
 from source_telecmi.telecmi.credentials import Credentials, TokenKeeper
+
+# Tests shorten every wait (backoffs, pauses, giving up on an unreachable address) with this; production keeps 1.
+BACKOFF_SCALE_ENV = "SOURCE_TELECMI_BACKOFF_SCALE"
+
+
+def wait_scale() -> float:
+    return float(os.environ.get(BACKOFF_SCALE_ENV, "1") or 1)
+
+
+class SyncEnded(requests.ConnectionError):
+    """The sync is over (it failed, or its output was closed): no further request goes out."""
+
 
 # With no answer at all yet, connection failures (a name that does not resolve, a refused
 # connection) end the sync after this long instead of spending every retry of every request.

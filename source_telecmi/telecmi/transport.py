@@ -17,25 +17,16 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.telecmi.answers import rate_limited, retry_after_s
 from source_telecmi.telecmi.pacing import Pacer, RateLimitExhausted
-from source_telecmi.telecmi.session import Reachability
+from source_telecmi.telecmi.session import Reachability, SyncEnded
 
 # Tests shorten waits with these; production keeps the defaults.
-BACKOFF_SCALE_ENV = "SOURCE_TELECMI_BACKOFF_SCALE"
 REQUEST_TIMEOUT_ENV = "SOURCE_TELECMI_REQUEST_TIMEOUT"
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
 
 
-def wait_scale() -> float:
-    return float(os.environ.get(BACKOFF_SCALE_ENV, "1") or 1)
-
-
 def request_timeout_s() -> float:
     return float(os.environ.get(REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT_S))
-
-
-class SyncEnded(requests.ConnectionError):
-    """The sync is over (it failed, or its output was closed): no further request goes out."""
 
 
 class Transport(requests.Session):
