@@ -27,7 +27,8 @@ from source_telecmi.engine.partitions import FullRefreshWindows, OnePartition, W
 from source_telecmi.engine.reading import Identify, Lister, by_content
 from source_telecmi.engine.refusals import Skipped
 from source_telecmi.records import Conformer
-from source_telecmi.secrets import replace_secrets, without_secrets
+from source_telecmi.secret_values import replace_secrets
+from source_telecmi.secrets import without_secrets
 from source_telecmi.state import WindowCursor, readable_state
 from source_telecmi.telecmi.client import TelecmiApi
 from source_telecmi.telecmi.platforms import ListRow, StreamKind

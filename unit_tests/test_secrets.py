@@ -10,17 +10,16 @@ import pytest
 from airbyte_cdk.models.airbyte_protocol import Change
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 
+from source_telecmi.secret_values import _any_of, replace_secrets
 from source_telecmi.secrets import (
     MASK,
     PARTIAL_MS,
     RECORD_SHORTEST,
-    _any_of,
     forms_of,
     mask,
     one_line,
     register_named,
     register_secret,
-    replace_secrets,
     secret_named,
     without_secrets,
 )
