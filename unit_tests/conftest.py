@@ -28,7 +28,7 @@ def _fast_backoff(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _secrets_restored():
-    """Secrets registered by one test must not mask the text another test looks for.
+    """Secrets registered by one test (or any test before it) must not mask the text another test looks for.
 
     Both lists are restored: the CDK's, and the connector's own (`secrets._forms`), which
     `register_secret` consults to skip forms it already knows: left behind, it would keep a later
@@ -36,6 +36,12 @@ def _secrets_restored():
     """
     saved = list(getattr(airbyte_secrets_utils, "__SECRETS_FROM_CONFIG"))
     forms, ordered = set(secrets._forms), list(secrets._ordered)
+    # Each test starts with none: under `make test` a worker runs integration tests too, in this process,
+    # and what they registered (the simulator's app id) is no secret of a unit test.
+    airbyte_secrets_utils.update_secrets([])
+    with secrets._lock:
+        secrets._forms.clear()
+        secrets._ordered.clear()
     yield
     airbyte_secrets_utils.update_secrets(saved)
     with secrets._lock:
