@@ -62,7 +62,7 @@ def run(sim, cfg: dict, streams: list[str], env: dict[str, str] | None = None) -
     records: Counter = Counter()
     keys: dict[str, set] = {}
     problems = [] if done.returncode == 0 else [f"exit {done.returncode}: {done.stderr[-500:]}"]
-    for line in done.stdout.split("\n"):  # as a destination splits: at "\n" alone
+    for line in done.stdout.removesuffix("\n").split("\n") if done.stdout else []:  # at "\n" alone, as a destination
         message = json.loads(line)
         if message["type"] == "RECORD":
             stream, data = message["record"]["stream"], message["record"]["data"]
