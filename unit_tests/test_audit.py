@@ -7,8 +7,9 @@ from airbyte_cdk.models import AirbyteStream, AirbyteStreamStatus, Level, SyncMo
 from airbyte_cdk.sources.message import InMemoryMessageRepository
 from test_windows import STREAM, T0, WINDOW, FakeEndpoint, call, lister_of, read_window, spread
 
-from source_telecmi.engine.audit import AUDIT_CURSOR, SYNC_AUDIT, Audit, iso_ms
-from source_telecmi.engine.ledger import Window, WindowAudit
+from source_telecmi.engine.audit import AUDIT_CURSOR, SYNC_AUDIT, Audit
+from source_telecmi.engine.ledger import WindowAudit
+from source_telecmi.timeline.instants import Window, iso_ms
 
 ROW_FIELDS = {
     "sync_id",

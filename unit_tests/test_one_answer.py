@@ -9,16 +9,12 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.config import ConfigError
 from source_telecmi.engine.one_answer import (
-    DAY_MS,
     DayCursor,
     DayReading,
     SinglePartition,
-    Window,
     balance_extra,
     days_to_read,
-    iso_ms,
     last_ended_day,
-    now_ms,
     saved_day,
 )
 from source_telecmi.engine.reading import Lister
@@ -27,6 +23,7 @@ from source_telecmi.records import Conformer
 from source_telecmi.streams import schema_of, shaper
 from source_telecmi.telecmi.answers import AccessRefused
 from source_telecmi.telecmi.platforms import BALANCE, DAILY_TOTALS
+from source_telecmi.timeline.instants import DAY_MS, Window, iso_ms, now_ms
 
 JAN_1 = 1704067200000  # 2024-01-01T00:00:00Z
 HOUR_MS = 3_600_000
