@@ -84,8 +84,12 @@ def show(sim, kind: str, paths: dict[str, str]) -> None:
     sim.add_calls(paths["outgoing_missed_calls"], new_calls)
     config["end_date"] = "2026-01-02T00:00:00Z"
     again = connector.run("read", config, catalog, last_states(read)).ok()
-    new = sum(len(again.records_of(stream)) for stream in paths)
-    print(f"  again     from the saved state, after 25 new calls: {new} calls")
+    got = sum(len(again.records_of(stream)) for stream in paths)
+    lookback = config.get("lookback_window_days", 1)
+    print(
+        f"  again     from the saved state, after 25 new calls: {got} calls: the new ones, and per stream "
+        f"the last {lookback} day(s) and the window holding that point read again (late calls, notes)"
+    )
 
 
 def main() -> None:
