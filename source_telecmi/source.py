@@ -40,8 +40,8 @@ from source_telecmi.config import ConfigError, TelecmiConfig, upgraded
 from source_telecmi.engine.audit import SYNC_AUDIT, Audit
 from source_telecmi.engine.refusals import Skipped
 from source_telecmi.records import Conformer
+from source_telecmi.saved_state import only_stream_states, unreadable_state
 from source_telecmi.secrets import one_line
-from source_telecmi.state import only_stream_states, unreadable_state
 from source_telecmi.streams import Wiring, audit_stream, declared
 from source_telecmi.telecmi.answers import AccessRefused, EndpointMissing
 from source_telecmi.telecmi.client import CHECK_MAX_RETRIES, TelecmiApi

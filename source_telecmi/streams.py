@@ -27,9 +27,10 @@ from source_telecmi.engine.partitions import FullRefreshWindows, OnePartition, W
 from source_telecmi.engine.reading import Identify, Lister, by_content
 from source_telecmi.engine.refusals import Skipped
 from source_telecmi.records import Conformer
+from source_telecmi.saved_state import readable_state
 from source_telecmi.secret_values import replace_secrets
 from source_telecmi.secrets import without_secrets
-from source_telecmi.state import WindowCursor, readable_state
+from source_telecmi.state import WindowCursor
 from source_telecmi.telecmi.client import TelecmiApi
 from source_telecmi.telecmi.platforms import ListRow, StreamKind
 from source_telecmi.timeline.instants import day_of, instant_of, iso_ms

@@ -7,14 +7,8 @@ from airbyte_cdk.sources.message import InMemoryMessageRepository
 from airbyte_cdk.sources.streams.concurrent.cursor import CursorField
 from airbyte_cdk.sources.types import Record
 
-from source_telecmi.state import (
-    TRAIL,
-    MillisecondStateConverter,
-    WindowCursor,
-    finished_ranges,
-    readable_state,
-    trail_of,
-)
+from source_telecmi.saved_state import TRAIL, readable_state
+from source_telecmi.state import MillisecondStateConverter, WindowCursor, finished_ranges, trail_of
 from source_telecmi.timeline.instants import (
     DAY_MS,
     Window,
