@@ -14,10 +14,11 @@ import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Optional
+
+from source_telecmi.telecmi.rate import Rate
 
 
 class RateLimitExhausted(Exception):
@@ -45,21 +46,6 @@ class Pacer:
     # header would fail the sync; such a value is likelier a unit misread (milliseconds) or the end of a
     # daily quota, which no pause within patience outlasts anyway.
     MAX_RETRY_AFTER_S = 600.0
-    # The rate. Doubling, it doubles every DOUBLING_S, by at most MAX_STEP (or one request a second) from one
-    # answer to the next. After a round, the anchor is ANCHOR of the estimated allowed rate, and at least
-    # DECREASE of the rate refused; R restarts at BACKOFF of the anchor, or at the lower bound if less but
-    # never under FIRST_CUT of the rate refused; the cubic is back at the anchor after PROBE_S.
-    DOUBLING_S = 0.5
-    MAX_STEP = 0.2
-    PROBE_S = 20.0
-    ANCHOR = 0.98
-    BACKOFF = 0.95
-    FIRST_CUT = 0.5
-    RATE_WINDOW_S = 1.0  # the rate before the first 429 is the requests of this last window
-    RECENT_S, RECENT_SERVED = 2.0, 8  # "what was served just before a 429": this long, or this many requests
-    EARLY = 0.9  # a lone 429 under this share of the rates refused before is a request that arrived early
-    NO_BURST = 2  # served before the first 429: this many are no sign of a burst (sequential requests, refills)
-    MIN_RATE = 0.05  # requests per second: one every 20 s
 
     def __init__(
         self,
@@ -100,20 +86,7 @@ class Pacer:
         self._counts = {"answered": 0, "rate_limited": 0, "decreases": 0}
         self._lowest = float(ceiling)
         self._limit_seen: Optional[float] = None  # the level at the last decrease
-        # The rate: None until the first 429.
-        self._rate: Optional[float] = None
-        self._anchor: Optional[float] = None  # the cubic's centre; None while the rate doubles
-        self._restart = 0.0  # the rate the cubic started from
-        self._anchored_at = 0.0  # when it started: the end of the last round's pause
-        self._grown_at = -math.inf  # when the doubling rate last grew
-        self._last_start = -math.inf  # while there is a rate, the next request starts 1/rate after this
-        self._starts: deque[float] = deque()  # until the first 429: when the requests of the last second started
-        self._served: deque[float] = deque()  # after it: when the requests answered in the last 10 s started
-        self._burst_max = math.inf  # at most what the limiter held at the start: what it served before refusing
-        self._refused_seq = -1  # the latest-sent request answered 429 ...
-        self._refused_start: Optional[float] = None  # ... and when it was sent
-        self._paused_until = -math.inf  # the end of the pause before the current one
-        self._refused_peak = 0.0  # the highest rate refused since the rate last doubled
+        self._rates = Rate(clock, self.DECREASE)
 
     @property
     def level(self) -> float:
@@ -122,7 +95,7 @@ class Pacer:
     @property
     def rate(self) -> Optional[float]:
         """The requests a second that may start; None until TeleCMI refuses one."""
-        return self._rate
+        return self._rates.value
 
     @property
     def in_flight(self) -> int:
@@ -167,18 +140,13 @@ class Pacer:
             return pause
         if self._in_flight >= int(self._level):  # L >= 1, so one request always gets through
             return math.inf
-        if self._rate is not None:
-            wait = self._last_start + 1.0 / self._rate - now  # of the rate now: a rise applies at once
-            if wait > 0:
-                return min(wait, self._POLL_S)
+        wait = self._rates.wait(now)  # of the rate now: a rise applies at once
+        if wait > 0:
+            return min(wait, self._POLL_S)
         self._in_flight += 1
-        self._local.seq, self._local.start, self._local.rate = self._sent, now, self._rate
-        self._last_start = now
+        self._local.seq, self._local.start, self._local.rate = self._sent, now, self._rates.value
+        self._rates.started(now)
         self._sent += 1
-        if self._rate is None:
-            self._starts.append(now)
-            while self._starts[0] <= now - self.RATE_WINDOW_S:
-                self._starts.popleft()
         return None
 
     def _release(self) -> None:
@@ -191,15 +159,11 @@ class Pacer:
         with self._cond:
             self._counts["answered"] += 1
             self._limited_since = None
-            start = getattr(self._local, "start", None)
-            if self._rate is not None and start is not None:
-                self._served.append(start)
-                while len(self._served) > 4096 or self._served[0] < start - 10.0:
-                    self._served.popleft()
+            self._rates.served(getattr(self._local, "start", None))
             if not self._this_round():
                 return  # sent before the last decrease: its success says nothing about the new level
             self._next_pause_s = self._first_pause_s
-            self._grow_rate()
+            self._rates.grow()
             if self._level < self._ceiling:
                 before = self._level
                 step = 1.0 / self._level
@@ -208,36 +172,6 @@ class Pacer:
                 self._level = min(float(self._ceiling), self._level + step)
                 self._log_change(before, "answers flowing")
                 self._cond.notify_all()
-
-    def _grow_rate(self) -> None:
-        if self._rate is None:
-            return
-        now = self._clock()
-        if self._anchor is not None and self._rate >= 2 * self._anchor:
-            self._anchor, self._grown_at = None, now  # twice the anchor without a 429: the limit may have gone
-            self._refused_peak = 0.0
-        if self._anchor is None:
-            elapsed = min(max(0.0, now - self._grown_at), self.RATE_WINDOW_S)
-            self._grown_at = max(self._grown_at, now)
-            self._rate *= min(2.0 ** (elapsed / self.DOUBLING_S), 1.0 + self._max_step(self._rate))
-            return
-        x = (max(0.0, now - self._anchored_at) - self.PROBE_S) / self.PROBE_S
-        self._rate = max(self._rate, self._anchor + (self._anchor - self._restart) * x**3)
-
-    def _max_step(self, rate: float) -> float:
-        """Doubling, how much the rate may grow from one answer to the next: a share, or one request a second."""
-        return max(self.MAX_STEP, 1.0 / rate)
-
-    def _step(self, rate: float) -> float:
-        """Doubling, how much the rate grows from one request to the next, which come 1/rate apart."""
-        return rate * (min(2.0 ** (1.0 / (rate * self.DOUBLING_S)), 1.0 + self._max_step(rate)) - 1.0)
-
-    def _slope(self, rate: float) -> float:
-        """How fast the rate grew when it was `rate`, in requests a second per second."""
-        if self._anchor is None:
-            return min(math.log(2.0) / self.DOUBLING_S, math.log1p(self._max_step(rate)) * rate) * rate
-        x = (max(0.0, self._clock() - self._anchored_at) - self.PROBE_S) / self.PROBE_S
-        return 3.0 * (self._anchor - self._restart) * x * x / self.PROBE_S
 
     def rate_limited(self, retry_after_s: Optional[float]) -> float:
         """A 429 was read: lower L and R once per round and pause every worker. Returns the pause left, in seconds."""
@@ -255,9 +189,16 @@ class Pacer:
                 self._next_pause_s = min(self._longest_pause_s, pause * 2)
             else:
                 pause = 0.0  # a late 429 of the round already paused for
-            self._paused_until = self._resume_at
+            self._rates.paused_until = self._resume_at
             self._resume_at = max(self._resume_at, now + pause)
-            estimate = self._refused(new_round)
+            local = self._local
+            estimate = self._rates.refused(
+                getattr(local, "seq", None),
+                getattr(local, "start", None),
+                getattr(local, "rate", None),
+                new_round,
+                first_round=self._counts["decreases"] == (0 if new_round else 1),
+            )
             if new_round:
                 before = self._level
                 self._limit_seen = self._level
@@ -265,67 +206,9 @@ class Pacer:
                 self._round_start = self._sent
                 self._counts["decreases"] += 1
                 self._lowest = min(self._lowest, self._level)
-                self._last_start = -math.inf  # the pause spaces the first request after it, not the rate
-                if estimate is not None:
-                    restart, anchor = estimate
-                    self._anchor = anchor
-                    if anchor is not None:
-                        restart = min(restart, self.BACKOFF * anchor)
-                    self._rate = self._restart = max(self.MIN_RATE, restart)
-                self._grown_at = self._anchored_at = self._resume_at
+                self._rates.restart(estimate, at=self._resume_at)
                 self._log_change(before, f"TeleCMI is rate limiting (HTTP 429); pausing {pause:.1f} s")
             return max(0.0, self._resume_at - now)
-
-    def _refused(self, new_round: bool) -> Optional[tuple[float, Optional[float]]]:
-        """Note the refused request; on a new round, the rate to restart from and the anchor (None: doubling)."""
-        seq, start = getattr(self._local, "seq", None), getattr(self._local, "start", None)
-        if seq is None or start is None:
-            return None
-        if self._counts["decreases"] == (0 if new_round else 1):
-            # the first round: every request sent before its earliest refused one was served
-            self._burst_max = min(self._burst_max, seq)
-        if seq <= self._refused_seq:
-            return None  # sent before a 429 already read: the epoch it closes is gone
-        since_seq, since = self._refused_seq, self._refused_start
-        self._refused_seq, self._refused_start = seq, start
-        if not new_round:
-            return None
-        served = seq - since_seq - 1  # all sent between the two refused requests were served
-        if self._rate is None:  # the first round: the start was too fast, by how much nobody knows
-            sent = sum(1 for t in self._starts if start - self.RATE_WINDOW_S < t <= start)
-            return self.FIRST_CUT * sent / self.RATE_WINDOW_S, None
-        if served == 0 or since is None:
-            return None  # nothing served: an outage or a storm of 429s, which tells nothing of the rate
-        hi = getattr(self._local, "rate", None) or self._rate  # the rate that spaced the refused request
-        peak, self._refused_peak = self._refused_peak, max(self._refused_peak, hi)
-        if (
-            self._anchor is not None
-            and hi <= min(self._anchor, self.EARLY * peak)
-            and start - since >= self.PROBE_S / 2
-        ):
-            # a lone refusal long after the last, under the anchor and well under the rates refused before: a
-            # request that arrived early (a client's timing is never exact, and a strict limiter minds), not a
-            # lower limit, which would refuse again soon
-            anchor = self.ANCHOR * self._anchor
-            return self.BACKOFF * anchor, anchor
-        resume = min(start, max(since, self._paused_until))
-        lo = served / (start - since) if start > since else 0.0
-        if start > resume:
-            lo = max(lo, (served - self._burst_max) / (start - resume))
-        # A rate that crossed the limit while growing (rather than restarted above it: then the first request
-        # after the pause, which the refill serves, is the only one served) was refused within a step (taken
-        # at its middle) and sqrt(slope * burst) of the crossing.
-        if sum(1 for t in self._served if resume <= t < start) >= 2:
-            step = self._step(hi) if self._anchor is None else 0.0
-            hidden = math.sqrt(self._slope(hi) * max(0.0, self._burst_max - self.NO_BURST))
-            lo = max(lo, hi - step / 2 - hidden)
-        lo = min(lo, hi)
-        recent = lo
-        window_from = max(resume, start - max(self.RECENT_S, self.RECENT_SERVED / hi))
-        count = sum(1 for t in self._served if window_from <= t < start)
-        if count >= 3 and start > window_from:
-            recent = max(lo, count / (start - window_from))
-        return max(lo, self.FIRST_CUT * hi), self.ANCHOR * max(min(hi, recent), self.DECREASE * hi)
 
     def _this_round(self) -> bool:
         """Whether this thread's last request was sent after the last decrease (or it sent none through us)."""
