@@ -9,23 +9,11 @@ from test_windows import STREAM, T0, WINDOW, FakeEndpoint, call, lister_of, read
 
 from source_telecmi.engine.audit import AUDIT_CURSOR, SYNC_AUDIT, Audit
 from source_telecmi.engine.ledger import WindowAudit
+from source_telecmi.streams import schema_of
 from source_telecmi.timeline.instants import Window, iso_ms
 
-ROW_FIELDS = {
-    "sync_id",
-    "synced_at",
-    "stream",
-    "window_start",
-    "window_end",
-    "window_start_at",
-    "window_end_at",
-    "telecmi_count",
-    "calls_read",
-    "records_emitted",
-    "requests",
-    "verdict",
-    "shortfall",
-}
+# A row has exactly the fields discover declares for sync_audit.
+ROW_FIELDS = set(schema_of(SYNC_AUDIT)["properties"])
 
 
 def audited(endpoint, log, window=WINDOW):
