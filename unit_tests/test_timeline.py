@@ -13,7 +13,6 @@ from source_telecmi.timeline.instants import (
     DAY_MS,
     Window,
     check_window,
-    day_before,
     day_of,
     day_start,
     day_windows,
@@ -311,8 +310,6 @@ def test_days_of_instants():
     assert day_of(JAN_1 + DAY_MS - 1) == "2024-01-01"
     assert day_of(JAN_1 + DAY_MS) == "2024-01-02"
     assert day_start("2024-01-02") == JAN_1 + DAY_MS
-    assert day_before("2024-03-01", 1) == "2024-02-29"
-    assert day_before("2024-01-01", 0) == "2024-01-01"
 
 
 def test_day_windows_cover_each_utc_day_and_cut_the_last_at_the_end():

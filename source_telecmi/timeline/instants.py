@@ -159,8 +159,3 @@ def day_windows(first_day: str, start: int, end: int) -> list[Window]:
         windows.append(Window(first, min(first + DAY_MS - 1, end)))
         first += DAY_MS
     return windows
-
-
-def day_before(day: str, days: int) -> str:
-    """The day `days` before `day` (YYYY-MM-DD)."""
-    return day_of(day_start(day) - days * DAY_MS)
