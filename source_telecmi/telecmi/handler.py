@@ -32,6 +32,7 @@ from source_telecmi.telecmi.answers import (
     WRONG_CREDENTIALS,
     address_in_doubt,
     resolve,
+    row_of,
     say,
 )
 from source_telecmi.telecmi.body import body_of, reason_of
@@ -135,7 +136,7 @@ class Backoff(BackoffStrategy):
         answer = response_or_exception
         first = FIRST_BACKOFF_S
         if isinstance(answer, requests.Response):
-            row, _ = resolve(answer)  # the row the handler found, as it found it
+            row, _ = row_of(answer)  # the row the handler found, without saying its message again
             if row is WRONG_CREDENTIALS:
                 return 0.001  # a renewed token: retried at once
             if row is REFUSED:
