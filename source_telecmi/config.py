@@ -63,6 +63,7 @@ class TelecmiConfig:
     num_workers: int
     region: str = "global"
     lookback_days: int = 0  # the one unit of the lookback, as the user gave it
+    recording_pending_days: int = 7  # how long a recording not yet published is asked for again
 
     @property
     def lookback_ms(self) -> int:
@@ -94,6 +95,7 @@ class TelecmiConfig:
         end = min(end, max(now, start))  # an end_date ahead: up to now (a start ahead: nothing happened yet)
         lookback_days = _whole_number(config, "lookback_window_days")
         num_workers = _whole_number(config, "num_workers")
+        pending_days = _whole_number(config, "recording_pending_days")
         region = _optional(config, "region", "for the global platform")
         region = "global" if region is None else region
         if not isinstance(region, str) or region not in API_URLS:
@@ -111,6 +113,7 @@ class TelecmiConfig:
             api_url=_api_url(_optional(config, "api_url", "for the platform's own address"), API_URLS[region]),
             num_workers=num_workers,
             region=region,
+            recording_pending_days=pending_days,
         )
 
 

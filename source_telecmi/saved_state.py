@@ -18,6 +18,9 @@ from source_telecmi.timeline.instants import instant_of
 # (epoch ms), where it began reading again windows audited before it, the end of what was read before it,
 # and the windows it read to their end (the newest ones, from a day before the next lookback point on).
 TRAIL = "audit_trail"
+# The key of a stream of files' state that holds the files not yet published when asked: file -> what its
+# record needs (engine.deliveries.PendingFiles).
+PENDING = "pending_files"
 
 
 # The instants a saved state may hold: those of a date, years 1 to 9999 (one of 10**20 claimed every call

@@ -166,14 +166,15 @@ class SourceTelecmi(Source):
         if unknown:
             raise ConfigError(
                 f"The catalog asks for {', '.join(sorted(unknown))}, which this source does not have with these "
-                f"credentials (it has {', '.join(row.stream for row in rows)}; users needs the app id and secret)"
+                f"credentials (it has {', '.join(row.stream for row in rows)}; users and recordings need the app id and secret)"
             )
         api = api_of(settings, logger)
         skipped = Skipped()
         audit = Audit(messages)
         conformers: dict[str, Conformer] = {}  # per stream: what could not be converted to its schema
+        files = frozenset(c.stream.name for c in catalog.streams if getattr(c, "include_files", None))
         wiring = Wiring(
-            settings, logger, api, state_manager, messages, skipped, audit, conformers, SYNC_AUDIT in wanted
+            settings, logger, api, state_manager, messages, skipped, audit, conformers, SYNC_AUDIT in wanted, files, {}
         )
         streams = [wiring.wired(row, wanted[row.stream]) for row in rows if row.stream in wanted]
         if not streams and SYNC_AUDIT not in wanted:
@@ -195,11 +196,15 @@ class SourceTelecmi(Source):
                     summary = audit.summary(stream.name)
                     if summary:
                         logger.info(summary)
+                    if stream.name in wiring.after:
+                        logger.info(wiring.after[stream.name].summary())
             api.end("the sync failed" if failed else "the sync is over")
             if SYNC_AUDIT in wanted:  # after the streams it audits; if the sync failed, the windows it completed
                 yield from audit.messages(audit_stream(logger).as_airbyte_stream())
         finally:
             api.end("the sync is over")
+            for delivered in wiring.after.values():
+                delivered.close()
         if failed is not None:
             raise failed
 

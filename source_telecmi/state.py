@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Optional
 
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
@@ -21,7 +21,7 @@ from airbyte_cdk.sources.streams.concurrent.state_converters.incrementing_count_
 )
 from airbyte_cdk.sources.types import Record
 
-from source_telecmi.saved_state import TRAIL
+from source_telecmi.saved_state import PENDING, TRAIL
 from source_telecmi.timeline.instants import DAY_MS, Window
 from source_telecmi.timeline.resuming import Trail, lookback_point
 
@@ -50,8 +50,9 @@ class MillisecondStateConverter(IncrementingCountStreamStateConverter):
 
     def serialize(self, state: MutableMapping[str, Any], state_type: ConcurrencyCompatibleStateType) -> Any:
         serialized = super().serialize(state, state_type)
-        if state.get(TRAIL) is not None:  # the CDK keeps only the slices
-            serialized[TRAIL] = copy.deepcopy(state[TRAIL])
+        for kept in (TRAIL, PENDING):  # the CDK keeps only the slices
+            if state.get(kept) is not None:
+                serialized[kept] = copy.deepcopy(state[kept])
         return serialized
 
     def convert_from_sequential_state(  # date ranges (windows finished out of order), not the CDK's integer state
@@ -213,3 +214,25 @@ class WindowCursor(ConcurrentCursor):
     def finished(self) -> list[tuple[int, int, Optional[int]]]:
         """The ranges the state says are finished, merged."""
         return finished_ranges(self.state)
+
+
+class FileCursor(WindowCursor):
+    """The cursor of a stream of files: a window cursor whose state also keeps the files still pending
+    (`PENDING`, from `pending()` at each checkpoint); the retry of pending files, a partition without a
+    window, checkpoints them when it closes."""
+
+    def __init__(self, *args: Any, pending: Callable[[], dict[str, Any]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending = pending
+        self._concurrent_state[PENDING] = pending()
+
+    def _emit_state_message(self) -> None:
+        self._concurrent_state[PENDING] = self._pending()
+        super()._emit_state_message()
+
+    def close_partition(self, partition: Partition) -> None:
+        if partition.to_slice() is None:
+            with self._lock:
+                self._emit_state_message()
+            return
+        super().close_partition(partition)

@@ -7,7 +7,8 @@ and the warehouse fields added, then made to match the stream's schema (`records
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 from airbyte_cdk.models import SyncMode
@@ -16,82 +17,34 @@ from airbyte_cdk.sources.message import InMemoryMessageRepository, MessageReposi
 from airbyte_cdk.sources.streams.concurrent.cursor import Cursor, CursorField, FinalStateCursor
 from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
 from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
-from airbyte_cdk.sources.utils.schema_helpers import ResourceSchemaLoader
+from airbyte_cdk.sources.utils.files_directory import get_files_directory
 
-from source_telecmi.changes import NULLED
 from source_telecmi.config import ConfigError, TelecmiConfig
 from source_telecmi.engine.audit import AUDIT_CURSOR, AUDIT_KEY, SYNC_AUDIT, Audit
-from source_telecmi.engine.ledger import identity
+from source_telecmi.engine.deliveries import Deliveries, PendingFiles, PendingPartition
+from source_telecmi.engine.group_read import GroupLister, GroupRead
 from source_telecmi.engine.one_answer import DayCursor, DayReading, SinglePartition, balance_extra, days_to_read
-from source_telecmi.engine.partitions import FullRefreshWindows, OnePartition, WholeListPartition, WindowPartitions
-from source_telecmi.engine.reading import Identify, Lister, by_content
+from source_telecmi.engine.partitions import (
+    Chained,
+    FullRefreshWindows,
+    OnePartition,
+    WholeListPartition,
+    WindowPartitions,
+)
+from source_telecmi.engine.reading import Lister
 from source_telecmi.engine.refusals import Skipped
+from source_telecmi.recordings import recording_of
 from source_telecmi.records import Conformer
-from source_telecmi.saved_state import readable_state
-from source_telecmi.secret_values import replace_secrets
-from source_telecmi.secrets import without_secrets
-from source_telecmi.state import WindowCursor
+from source_telecmi.saved_state import PENDING, readable_state, unreadable_state
+from source_telecmi.shaping import identity_for, instant_for, schema_of, shaper
+from source_telecmi.state import FileCursor, WindowCursor
 from source_telecmi.telecmi.client import TelecmiApi
-from source_telecmi.telecmi.platforms import ListRow, StreamKind
-from source_telecmi.timeline.instants import day_of, instant_of, iso_ms
+from source_telecmi.telecmi.platforms import FILE_SOURCES, LISTS, ListRow, StreamKind
+from source_telecmi.timeline.instants import day_of, instant_of
 from source_telecmi.timeline.planning import WindowPlanner
 from source_telecmi.timeline.resuming import ranges_to_read
 
-STARTED_AT = "started_at"
-
-
-def schema_of(name: str) -> dict[str, Any]:
-    """A stream's JSON schema, its shared parts resolved."""
-    return ResourceSchemaLoader("source_telecmi").get_schema(name)
-
-
-def instant_for(row: ListRow) -> Callable[[Mapping[str, Any]], Optional[int]]:
-    """When a record of `row` was made, in epoch ms, whatever form TeleCMI sent its cursor in."""
-    cursor = row.cursor if row.windowed else None
-
-    def instant(record: Mapping[str, Any]) -> Optional[int]:
-        return instant_of(record.get(cursor)) if cursor else None
-
-    return instant
-
-
-def identity_for(row: ListRow) -> Identify:
-    """Which call a record of `row` is, within one read: its key (India's `_id` where it has no other) and its time."""
-    key = row.primary_key[0] if row.primary_key else None
-    if key is None:
-        return by_content
-    fallback = row.key_from
-    time_field = row.cursor if row.windowed else None
-
-    def identify(record: dict[str, Any], instant: Optional[int]) -> Hashable:
-        value = record.get(key)
-        if value is None and fallback is not None:
-            value = record.get(fallback)
-        return identity(value, instant, record, time_field)
-
-    return identify
-
-
-def shaper(row: ListRow, conform: Conformer) -> Callable[[dict[str, Any], Optional[int]], dict[str, Any]]:
-    """The function that makes a TeleCMI record of `row` warehouse-ready."""
-    key = row.primary_key[0] if row.primary_key else None
-
-    def shape(record: dict[str, Any], instant: Optional[int]) -> dict[str, Any]:
-        changes: list[Any] = []  # every value changed on the way: the record's meta.changes (records.py)
-        out = without_secrets(record, changes=changes)
-        if key and row.key_from and out.get(key) is None and out.get(row.key_from) is not None:
-            out[key] = str(out[row.key_from])  # India's id, so every platform keys on the same field
-        if row.windowed and row.cursor:
-            if instant is None and out.get(row.cursor) is not None:
-                changes.append((row.cursor, NULLED))  # a time read in no form: null, and said so on the row
-            out[row.cursor] = instant
-            out[STARTED_AT] = iso_ms(instant) if instant is not None else None
-        out.update(row.constants)
-        shaped = conform(out, changes)
-        replace_secrets(shaped, changes)
-        return shaped
-
-    return shape
+ROWS = {row.stream: row for row in LISTS}
 
 
 def build_stream(
@@ -100,8 +53,9 @@ def build_stream(
     partitions: Optional[PartitionGenerator],
     cursor: Cursor,
     logger: logging.Logger,
+    files: bool = False,
 ) -> DefaultStream:
-    """A concurrent CDK stream for `row`."""
+    """A concurrent CDK stream for `row` (`files`: its records may carry files, `is_file_based`)."""
     return DefaultStream(
         partition_generator=partitions,  # type: ignore[arg-type] # none for discover
         name=row.stream,
@@ -110,6 +64,7 @@ def build_stream(
         cursor_field=CursorField(row.cursor) if row.cursor else None,
         logger=logger,
         cursor=cursor,
+        supports_file_transfer=files,
     )
 
 
@@ -141,7 +96,12 @@ def ranges_for(cursor: Optional[WindowCursor], settings: TelecmiConfig) -> Calla
 def declared(row: ListRow, logger: logging.Logger) -> DefaultStream:
     """The stream of `row` as discover declares it."""
     return build_stream(
-        row, schema_of(row.schema_name), None, FinalStateCursor(row.stream, None, InMemoryMessageRepository()), logger
+        row,
+        schema_of(row.schema_name),
+        None,
+        FinalStateCursor(row.stream, None, InMemoryMessageRepository()),
+        logger,
+        files=row.kind is StreamKind.FILES,
     )
 
 
@@ -157,20 +117,39 @@ class Wiring(NamedTuple):
     audit: Audit
     conformers: dict[str, Conformer]
     audited: bool = False  # whether this sync prints sync_audit
+    include_files: frozenset[str] = frozenset()  # the streams whose files the catalog asks for
+    after: dict[str, Deliveries] = {}  # per sync (give a fresh dict): the files each stream of files delivered
 
     def wired(self, row: ListRow, mode: SyncMode) -> DefaultStream:
         """The stream of `row`, wired to read in `mode` by the reader of its kind (`READERS`)."""
         schema = schema_of(row.schema_name)
         conform = self.conformers[row.stream] = Conformer(row.stream, schema)
-        shape = shaper(row, conform)
-        audit = self.audit.window_done if row.windowed else None
-        listers = [
-            Lister(row.stream, e, shape, instant_for(row), self.logger, audit, identity_for(row))
-            for e in self.api.endpoints(row)
-        ]
+        if row.kind is StreamKind.FILES:
+            listers = self.file_listers(row, conform)
+        else:
+            shape = shaper(row, conform)
+            audit = self.audit.window_done if row.windowed else None
+            listers = [
+                Lister(row.stream, e, shape, instant_for(row), self.logger, audit, identity_for(row))
+                for e in self.api.endpoints(row)
+            ]
         incremental = mode == SyncMode.incremental and row.cursor is not None
         partitions, cursor = READERS[row.kind](self, row, listers, incremental)
-        return build_stream(row, schema, partitions, cursor, self.logger)
+        return build_stream(row, schema, partitions, cursor, self.logger, files=row.kind is StreamKind.FILES)
+
+    def file_listers(self, row: ListRow, conform: Conformer) -> list[Lister]:
+        """A stream of files reads the lists that name them (`FILE_SOURCES`) its platform has, as its own records."""
+        listers = []
+        for source in FILE_SOURCES:
+            list_row = ROWS[source.stream]
+            keys = (*list_row.primary_key, *((list_row.key_from,) if list_row.key_from else ()))
+            shape = recording_of(source, keys if source.kind == "call" else (), conform)
+            for endpoint in self.api.endpoints(list_row):
+                name = f"{row.stream} ({source.stream})"
+                listers.append(
+                    Lister(name, endpoint, shape, instant_for(list_row), self.logger, None, identity_for(list_row))
+                )
+        return listers
 
 
 def read_single(wiring: Wiring, row: ListRow, listers: list[Lister], incremental: bool) -> Reader:
@@ -196,18 +175,44 @@ def read_whole(wiring: Wiring, row: ListRow, listers: list[Lister], incremental:
     )
 
 
-def read_windows(wiring: Wiring, row: ListRow, listers: list[Lister], incremental: bool) -> Reader:
-    """Time windows probed one after the other, a partition per page; incremental, from the state's audit trail."""
+def read_windows(
+    wiring: Wiring, row: ListRow, listers: list[Lister], incremental: bool, files: Optional[Deliveries] = None
+) -> Reader:
+    """Time windows probed one after the other, a partition per page; incremental, from the state's audit trail.
+
+    With `files` (a stream of files), a window is read on every list of `listers` together, each file is
+    delivered before its record, and the state also keeps the files still pending."""
     settings, messages = wiring.settings, wiring.messages
-    cursor = window_cursor(row, settings, wiring.state_manager, messages, wiring) if incremental else None
-    lister = listers[0]
+    cursor = window_cursor(row, settings, wiring.state_manager, messages, wiring, files) if incremental else None
+    lister: Any = listers[0] if files is None else GroupLister(row.stream, listers, wiring.audit.window_done)
     stops = (settings.end - settings.lookback_ms, settings.end) if incremental else ()
     planner = planner_for(settings.num_workers, lister.page_size.largest, stops)
     expect, lookback = (cursor.expect, settings.lookback_ms) if cursor else (None, None)
+    reading: dict[str, Any] = {} if files is None else {"make_read": GroupRead, "emit": files.emit}
     partitions = WindowPartitions(
-        lister, ranges_for(cursor, settings), planner, messages, wiring.skipped, expect, lookback
+        lister, ranges_for(cursor, settings), planner, messages, wiring.skipped, expect, lookback, **reading
     )
+    if files is not None and cursor is not None and files.pending.saved:
+        partitions = Chained([PendingPartition(files)], partitions)
     return partitions, cursor or FullRefreshWindows(row.stream, None, messages)
+
+
+def read_files(wiring: Wiring, row: ListRow, listers: list[Lister], incremental: bool) -> Reader:
+    """The files of other lists' records (`read_windows` over them), each delivered when the catalog asks for
+    files; the saved state's pending files asked for again first."""
+    settings = wiring.settings
+    fetcher = wiring.api.file_fetcher(row) if row.stream in wiring.include_files else None
+    saved = wiring.state_manager.get_stream_state(row.stream, None) if incremental else {}
+    try:
+        pending = PendingFiles(
+            PendingFiles.readable(saved.get(PENDING)), settings.recording_pending_days, wiring.logger
+        )
+    except ValueError as unreadable:
+        raise unreadable_state(f"stream {row.stream}: {unreadable}") from None
+    staging = Path(get_files_directory()) if fetcher is not None else None
+    files = Deliveries(row.stream, fetcher, staging, pending, settings.num_workers, wiring.logger)
+    wiring.after[row.stream] = files
+    return read_windows(wiring, row, listers, incremental, files)
 
 
 Reader = tuple[PartitionGenerator, Cursor]
@@ -217,6 +222,7 @@ READERS: dict[StreamKind, Callable[[Wiring, ListRow, list[Lister], bool], Reader
     StreamKind.DAILY: read_daily,
     StreamKind.WHOLE: read_whole,
     StreamKind.WINDOWED: read_windows,
+    StreamKind.FILES: read_files,
 }
 
 
@@ -226,6 +232,7 @@ def window_cursor(
     state_manager: Optional[ConnectorStateManager],
     messages: MessageRepository,
     wiring: Optional[Wiring] = None,
+    files: Optional[Deliveries] = None,
 ) -> WindowCursor:
     assert state_manager is not None and row.cursor is not None
     try:
@@ -234,7 +241,8 @@ def window_cursor(
         raise ConfigError(str(unreadable)) from None
     # The newest sync_audit the platform kept (its state): a later sync's audit never reached the warehouse.
     landed = state_manager.get_stream_state(SYNC_AUDIT, None).get(AUDIT_CURSOR) if wiring and wiring.audited else None
-    return WindowCursor(
+    extra: dict[str, Any] = {} if files is None else {"pending": files.pending.snapshot}
+    return (WindowCursor if files is None else FileCursor)(
         row.stream,
         saved,
         messages,
@@ -245,6 +253,7 @@ def window_cursor(
         lookback_ms=settings.lookback_ms,
         synced_at=instant_of(wiring.audit.synced_at) if wiring else None,
         audit_landed_at=instant_of(landed) if landed is not None else None,
+        **extra,
     )
 
 

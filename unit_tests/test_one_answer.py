@@ -20,7 +20,7 @@ from source_telecmi.engine.one_answer import (
 from source_telecmi.engine.reading import Lister
 from source_telecmi.engine.refusals import Skipped
 from source_telecmi.records import Conformer
-from source_telecmi.streams import schema_of, shaper
+from source_telecmi.shaping import schema_of, shaper
 from source_telecmi.telecmi.answers import AccessRefused
 from source_telecmi.telecmi.platforms import BALANCE, DAILY_TOTALS
 from source_telecmi.timeline.instants import DAY_MS, Window, iso_ms, now_ms

@@ -22,7 +22,7 @@ from source_telecmi.engine.reading import Lister
 from source_telecmi.engine.refusals import Skipped
 from source_telecmi.engine.window_read import WindowRead
 from source_telecmi.records import Conformer
-from source_telecmi.streams import schema_of, shaper
+from source_telecmi.shaping import schema_of, shaper
 from source_telecmi.telecmi.answers import AccessRefused, EndpointMissing
 from source_telecmi.telecmi.page import Page
 from source_telecmi.telecmi.platforms import USERS_LIST

@@ -2,7 +2,7 @@
 
 import pytest
 
-from source_telecmi.streams import schema_of
+from source_telecmi.shaping import schema_of
 from source_telecmi.telecmi.platforms import (
     ACCOUNT,
     ANALYSIS,
@@ -10,10 +10,12 @@ from source_telecmi.telecmi.platforms import (
     BALANCE,
     CALL_LISTS,
     DAILY_TOTALS,
+    FILE_SOURCES,
     INDIA,
     LISTS,
     LOGIN_PATH,
     PLATFORMS,
+    RECORDINGS,
     REGIONS,
     USER,
     USERS_LIST,
@@ -117,7 +119,7 @@ def test_the_users_list_is_read_whole_from_the_first_path_there():
 
 
 def test_the_lists_every_platform_reads():
-    assert (*CALL_LISTS, VOICEMAILS, USERS_LIST, DAILY_TOTALS, BALANCE) == LISTS
+    assert (*CALL_LISTS, VOICEMAILS, USERS_LIST, DAILY_TOTALS, BALANCE, RECORDINGS) == LISTS
     assert len({row.stream for row in LISTS}) == len(LISTS)
     assert [row.stream for row in LISTS if row.on(USER)] == [row.stream for row in CALL_LISTS]
     assert [row.stream for row in LISTS if row.on(ACCOUNT)] == [row.stream for row in LISTS]
@@ -130,6 +132,7 @@ def test_how_each_list_is_read():
         "users": StreamKind.WHOLE,
         "daily_call_totals": StreamKind.DAILY,
         "account_balance": StreamKind.SINGLE,
+        "recordings": StreamKind.FILES,
     }
     assert all(row.cursor == "time" for row in LISTS if row.kind is StreamKind.WINDOWED)
     assert not USERS_LIST.windowed and USERS_LIST.kind is StreamKind.WHOLE
@@ -169,6 +172,19 @@ def test_every_list_has_its_schema_with_its_key_and_cursor(row):
     assert all(key in properties for key in row.primary_key)
     assert row.cursor is None or row.cursor in properties
     assert all(field in properties for field in row.constants)
+
+
+def test_the_recordings_are_the_files_of_the_answered_calls_and_voicemails_fetched_by_play():
+    """App credentials on both platforms (a user's token has no play); its records come from three lists."""
+    assert RECORDINGS.on(USER) == ()
+    assert [p.path for p in RECORDINGS.on(ACCOUNT)] == ["/v2/play"]
+    assert [p.path for p in RECORDINGS.on(INDIA)] == ["/v1/play"]
+    assert (RECORDINGS.primary_key, RECORDINGS.cursor) == (("file",), "time")
+    assert [(s.stream, s.kind, s.name_field, s.flag_field) for s in FILE_SOURCES] == [
+        ("incoming_answered_calls", "call", "filename", "record"),
+        ("outgoing_answered_calls", "call", "filename", "record"),
+        ("voicemails", "voicemail", "voicename", None),
+    ]
 
 
 def test_the_analysis_and_login_paths():

@@ -618,7 +618,7 @@ def test_meta_of_lists_every_change_with_the_protocols_reason():
 
 
 def test_the_shaper_declares_every_change_it_and_the_conformer_make_and_no_other():
-    from source_telecmi.streams import schema_of, shaper
+    from source_telecmi.shaping import schema_of, shaper
     from source_telecmi.telecmi.platforms import LISTS
 
     rows = {row.stream: row for row in LISTS}

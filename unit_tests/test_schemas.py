@@ -84,6 +84,7 @@ def test_there_is_a_schema_for_every_stream():
         "voicemails",
         "daily_call_totals",
         "account_balance",
+        "recordings",
         "sync_audit",
     }
 
@@ -318,6 +319,22 @@ NEW_STREAMS = {
         "requests": ("integer",),
         "verdict": ("string",),
         "shortfall": ("integer",),
+        "files_downloaded": ("integer",),
+        "files_pending": ("integer",),
+    },
+    "recordings": {
+        "file": ("string",),
+        "kind": ("string",),
+        "cmiuid": ("string",),
+        "call_stream": ("string",),
+        "time": ("integer",),
+        "started_at": DATE_TIME,
+        "agent": ("string",),
+        "status": ("string",),
+        "file_size_bytes": ("integer",),
+        "sha256": ("string",),
+        "content_type": ("string",),
+        "fetched_at": DATE_TIME,
     },
 }
 

@@ -43,7 +43,7 @@ CALL_STREAM_NAMES = {
     "outgoing_answered_calls",
     "outgoing_missed_calls",
 }
-APP_STREAM_NAMES = {"users", "voicemails", "daily_call_totals", "account_balance", "sync_audit"}
+APP_STREAM_NAMES = {"users", "voicemails", "daily_call_totals", "account_balance", "recordings", "sync_audit"}
 LOGGER = logging.getLogger("airbyte")
 
 

@@ -9,7 +9,8 @@ from airbyte_cdk.sources.streams.concurrent.cursor import FinalStateCursor
 
 from source_telecmi.records import Conformer
 from source_telecmi.secrets import mask
-from source_telecmi.streams import STARTED_AT, build_stream, instant_for, schema_of, shaper
+from source_telecmi.shaping import STARTED_AT, instant_for, schema_of, shaper
+from source_telecmi.streams import build_stream
 from source_telecmi.telecmi.platforms import CALL_LISTS, LISTS, USERS_LIST
 
 ROWS = {row.stream: row for row in LISTS}

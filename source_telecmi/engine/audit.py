@@ -82,6 +82,8 @@ class Audit:
             "requests": done.requests,
             "verdict": done.verdict,
             "shortfall": done.shortfall,
+            "files_downloaded": done.files_downloaded,
+            "files_pending": done.files_pending,
         }
 
     def rows(self, stream: Optional[str] = None) -> list[dict[str, Any]]:

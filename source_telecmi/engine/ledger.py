@@ -190,6 +190,20 @@ class Probe:
         return min(self.first.count or 0, self.pages * self.size)
 
 
+class FileCounts:
+    """What a window's records came to as files: records emitted, files downloaded, files pending."""
+
+    def __init__(self) -> None:
+        self.emitted = self.downloaded = self.pending = 0
+        self._lock = threading.Lock()
+
+    def add(self, status: str) -> None:
+        with self._lock:
+            self.emitted += 1
+            self.downloaded += status == "downloaded"
+            self.pending += status == "pending"
+
+
 @dataclass
 class WindowAudit:
     """What reading one window came to, for the sync's audit."""
@@ -202,6 +216,8 @@ class WindowAudit:
     requests: int
     verdict: str  # "complete" (calls_read >= telecmi_count) or "count_wrong" (proven by repeated reads)
     shortfall: int  # telecmi_count - calls_read where the count is wrong, else 0
+    files_downloaded: Optional[int] = None  # a stream of files: the window's files downloaded, and left pending
+    files_pending: Optional[int] = None
 
 
 def calls_in(first: Page, size: int) -> int:

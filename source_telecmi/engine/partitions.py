@@ -71,14 +71,33 @@ def records_of(stream: str, batch: list[dict[str, Any]], where: Any) -> Iterator
         yield Record(data=data, stream_name=stream, associated_slice=where)
 
 
+def window_records(stream: str, batch: list[dict[str, Any]], read: Any) -> Iterator[Record]:
+    """A window's records as they are (a stream of files delivers each file first: `deliveries`)."""
+    return records_of(stream, batch, read.slice)
+
+
+# What a window's records become: the records of a list, or a file delivered before each record.
+Emit = Callable[[str, list[dict[str, Any]], Any], Iterable[Record]]
+# The read of one window: of one list (`WindowRead`), or of several read together (`group_read.GroupRead`).
+MakeRead = Callable[[Any, Window, Any], Any]
+
+
 class PagePartition(Partition):
     """One page of one window."""
 
-    def __init__(self, read: WindowRead, number: int, backlog: Backlog, skipped: Optional[Skipped] = None) -> None:
+    def __init__(
+        self,
+        read: WindowRead,
+        number: int,
+        backlog: Backlog,
+        skipped: Optional[Skipped] = None,
+        emit: Emit = window_records,
+    ) -> None:
         self._read = read
         self._number = number
         self._backlog = backlog
         self._skipped = skipped if skipped is not None else Skipped()
+        self._emit = emit
 
     def read(self) -> Iterable[Record]:
         """Read the page; a refusal fails the sync (its window's probe was served, so the endpoint had served)."""
@@ -91,7 +110,7 @@ class PagePartition(Partition):
                 # once, before the window can be checkpointed.
                 if window_read.finish_page():
                     for batch in window_read.records():
-                        yield from records_of(stream, batch, window_read.slice)
+                        yield from self._emit(stream, batch, window_read)
         finally:
             self._backlog.done()
 
@@ -139,8 +158,12 @@ class WindowPartitions(PartitionGenerator):
         skipped: Skipped,
         expect: Optional[Callable[[Window, int], None]] = None,
         lookback_ms: Optional[int] = None,
+        make_read: MakeRead = WindowRead,
+        emit: Emit = window_records,
     ) -> None:
         self._lister = lister
+        self._make_read = make_read
+        self._emit = emit
         self._lookback_ms = lookback_ms
         self._let_go = 0  # requests of probes let go of, not yet counted in a window
         self._ranges = ranges
@@ -164,7 +187,7 @@ class WindowPartitions(PartitionGenerator):
         remaining = sum(last - first + 1 for first, last in ranges)
         covered = known = 0
         windows = windows_for(
-            self._planner, ranges, self._probe, Probe.calls.fget, self._lookback_ms, discard=self._let_go_of
+            self._planner, ranges, self._probe, lambda probe: probe.calls, self._lookback_ms, discard=self._let_go_of
         )
         with refusals(self._lister, self._skipped):
             for window, probe in windows:
@@ -176,7 +199,7 @@ class WindowPartitions(PartitionGenerator):
                     )
                 if self._let_go:
                     probe.sent, self._let_go = (probe.sent or len(probe.read)) + self._let_go, 0
-                read = WindowRead(self._lister, window, probe)
+                read = self._make_read(self._lister, window, probe)
                 covered += window.span
                 known += probe.calls
                 self._emit_estimate(estimate_total(known, covered, remaining - covered))
@@ -184,7 +207,7 @@ class WindowPartitions(PartitionGenerator):
                     self._expect(window, read.pages)
                 self._backlog.add(read.pages)
                 for number in range(1, read.pages + 1):
-                    yield PagePartition(read, number, self._backlog, self._skipped)
+                    yield PagePartition(read, number, self._backlog, self._skipped, self._emit)
 
     def _emit_estimate(self, rows: int) -> None:
         self._messages.emit_message(
@@ -244,3 +267,15 @@ class OnePartition(PartitionGenerator):
 
     def generate(self) -> Iterable[Partition]:
         yield self._partition
+
+
+class Chained(PartitionGenerator):
+    """Some partitions first, then those of another generator."""
+
+    def __init__(self, first: list[Partition], then: PartitionGenerator) -> None:
+        self._first = first
+        self._then = then
+
+    def generate(self) -> Iterable[Partition]:
+        yield from self._first
+        yield from self._then.generate()

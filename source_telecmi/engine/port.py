@@ -7,9 +7,10 @@ implementation, the tests' fakes are others, and the import chain of the engine 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
-from source_telecmi.telecmi.page import Page
+from source_telecmi.telecmi.page import Fetched, Page
 
 if TYPE_CHECKING:
     from source_telecmi.telecmi.platforms import ListRow
@@ -47,4 +48,12 @@ class Endpoint(Protocol):
 
     def page(self, number: int, limit: int, span: Optional[tuple[int, int]] = None) -> Page:
         """Page `number` of `limit` records, of span[0] to span[1] ms or of the whole list."""
+        ...
+
+
+class FileSource(Protocol):
+    """What fetches a file TeleCMI holds, by name, to a path (the client's `files.FileFetcher`)."""
+
+    def fetch(self, name: str, target: Path) -> Fetched:
+        """The file at `target`, whole (`downloaded`), or why not yet (`pending`); raises after every retry."""
         ...

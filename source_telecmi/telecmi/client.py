@@ -22,6 +22,7 @@ from source_telecmi.secrets import register_secret
 from source_telecmi.telecmi.answers import ENDPOINT_MISSING, REFUSED, AccessRefused, EndpointMissing
 from source_telecmi.telecmi.body import as_count, body_of, reason_of
 from source_telecmi.telecmi.credentials import Credentials, TokenKeeper
+from source_telecmi.telecmi.files import FileFetcher
 from source_telecmi.telecmi.handler import AnswerHandler, Backoff
 from source_telecmi.telecmi.pacing import Pacer
 from source_telecmi.telecmi.page import Page
@@ -118,6 +119,18 @@ class TelecmiApi:
                 ListEndpoint(client, handler, url, path, row, count_field, self.platform.window_fields, self.transport)
             )
         return endpoints
+
+    def file_fetcher(self, row: ListRow) -> Optional[FileFetcher]:
+        """What fetches the files of `row` (its path: play) on this platform; None if the platform has none."""
+        paths = row.on(self.platform.name)
+        if not paths:
+            return None
+        fields = paths[0].credentials or self.platform.credentials
+
+        def fill() -> dict[str, Any]:
+            return {name: getattr(self.credentials, what) for name, what in fields.items() if what != "token"}
+
+        return FileFetcher(self.transport, self.api_url + paths[0].path, fill, request_timeout_s(), self._max_retries)
 
     def prove_app_credentials(self, first: int, last: int) -> None:
         """One cheap request that proves an app id and secret: the account's call totals for a window."""

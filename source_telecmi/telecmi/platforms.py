@@ -87,6 +87,7 @@ class StreamKind(Enum):
     WHOLE = "whole"  # pages of the whole list, read to its end (full refresh)
     DAILY = "daily"  # one answer per UTC day, for that day's range; its `fields` make the day's record
     SINGLE = "single"  # one answer per sync; its `fields` make the sync's one record
+    FILES = "files"  # the files of other lists' records (`FILE_SOURCES`), in windows read together; fetched by `paths`
 
 
 @dataclass(frozen=True)
@@ -193,5 +194,32 @@ BALANCE = ListRow(
     fields=("balance", "sms", "expire"),
 )
 
-LISTS: tuple[ListRow, ...] = (*CALL_LISTS, VOICEMAILS, USERS_LIST, DAILY_TOTALS, BALANCE)
+# The audio files TeleCMI holds: its `paths` fetch one file (GET, the credentials in the query); its records
+# come from the lists of `FILE_SOURCES`, read in the same windows.
+RECORDINGS = ListRow(
+    stream="recordings",
+    paths={ACCOUNT: (Path("/v2/play", 1),), INDIA: (Path("/v1/play", 1),)},
+    primary_key=("file",),
+    cursor="time",
+    kind=StreamKind.FILES,
+)
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """A list whose records name files: which records have one, the field holding its name, and their kind."""
+
+    stream: str
+    kind: str  # "call" or "voicemail"
+    name_field: str
+    flag_field: Optional[str] = None  # a record has a file only when this is true ("true" or true), if set
+
+
+FILE_SOURCES: tuple[FileSource, ...] = (
+    FileSource("incoming_answered_calls", "call", "filename", "record"),
+    FileSource("outgoing_answered_calls", "call", "filename", "record"),
+    FileSource("voicemails", "voicemail", "voicename"),
+)
+
+LISTS: tuple[ListRow, ...] = (*CALL_LISTS, VOICEMAILS, USERS_LIST, DAILY_TOTALS, BALANCE, RECORDINGS)
 LOGIN_PATH = "/v2/user/login"

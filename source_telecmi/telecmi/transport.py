@@ -6,7 +6,8 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Optional
 
 import orjson
@@ -87,18 +88,34 @@ class Transport(requests.Session):
             signed.prepare_body(data=None, files=None, json={**orjson.loads(request.body or b"{}"), **credentials})
             token = credentials.get(token_field) if token_field else None
             request = signed
+        response, _ = self._paced(request, self._send_in_time, **kwargs)
+        if token is not None:
+            with self._tokens_lock:
+                self._tokens[response] = token
+        return response
+
+    def open(self, request: requests.PreparedRequest) -> tuple[requests.Response, bytes]:
+        """Send a request whose body may be large (a file): paced like any, its 429s waited out, the body left
+        unread but for its first piece (returned); an answer that is a small JSON object comes whole, read."""
+        if self.ended:
+            raise SyncEnded(self.ended)
+        if self._reachability is not None and self._reachability.unreachable:
+            raise requests.ConnectionError(self._reachability.unreachable)
+        return self._paced(request, self._send_streamed)
+
+    def _paced(
+        self, request: requests.PreparedRequest, send: Callable[..., tuple[requests.Response, bytes]], **kwargs: Any
+    ) -> tuple[requests.Response, bytes]:
         try:
             while True:
                 with self._pacer.slot():
                     if self.ended:  # the sync ended while this request waited for its turn
                         raise SyncEnded(self.ended)
-                    response = self._send_in_time(request, **kwargs)
-                if not rate_limited(response):
+                    response, first = send(request, **kwargs)
+                if not (response.status_code == 429 or (response._content_consumed and rate_limited(response))):  # type: ignore[attr-defined]
                     self._pacer.answered()
-                    if token is not None:
-                        with self._tokens_lock:
-                            self._tokens[response] = token
-                    return response
+                    return response, first
+                response.close()
                 self._pacer.rate_limited(retry_after_s(response))
         except RateLimitExhausted as exhausted:
             raise AirbyteTracedException(
@@ -116,31 +133,62 @@ class Transport(requests.Session):
         """How many requests this thread has sent (retries and refused ones included)."""
         return getattr(self._sent, "count", 0)
 
-    def _send_in_time(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def _headers_in(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         self._sent.count = self.sent_here() + 1
-        deadline = time.monotonic() + self._timeout_s
         kwargs["timeout"] = (min(CONNECT_TIMEOUT_S, self._timeout_s), self._timeout_s)
         kwargs["stream"] = True
         kwargs["allow_redirects"] = False
-        response = super().send(request, **kwargs)
+        return super().send(request, **kwargs)
+
+    def _send_in_time(self, request: requests.PreparedRequest, **kwargs: Any) -> tuple[requests.Response, bytes]:
+        deadline = time.monotonic() + self._timeout_s
+        response = self._headers_in(request, **kwargs)
         chunks = []
-        try:
+        with read_faults(response, request):
             while chunk := response.raw.read1(65536, decode_content=True):
                 chunks.append(chunk)
                 if time.monotonic() > deadline:
                     raise requests.exceptions.ReadTimeout(
                         f"the answer took more than {self._timeout_s:g} s to arrive", request=request
                     )
-        except requests.RequestException:
-            response.close()
-            raise
-        except urllib3.exceptions.ReadTimeoutError as error:
-            response.close()
-            raise requests.exceptions.ReadTimeout(error, request=request) from error
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            response.close()
-            raise requests.exceptions.ChunkedEncodingError(error, request=request) from error
-        response._content = b"".join(chunks)
-        response._content_consumed = True  # type: ignore[attr-defined]
+        return whole(response, b"".join(chunks)), b""
+
+    def _send_streamed(self, request: requests.PreparedRequest) -> tuple[requests.Response, bytes]:
+        response = self._headers_in(request)
+        with read_faults(response, request):
+            first = response.raw.read1(SMALL_ANSWER, decode_content=True)
+            if first.lstrip()[:1] != b"{":
+                return response, first
+            while len(first) <= SMALL_ANSWER and (chunk := response.raw.read1(SMALL_ANSWER, decode_content=True)):
+                first += chunk
+            if len(first) > SMALL_ANSWER:  # not an answer of TeleCMI's: the caller judges the body
+                return response, first
+        return whole(response, first), b""
+
+
+# An answer at most this long that opens with "{" is read whole, as an answer of TeleCMI's (JSON).
+SMALL_ANSWER = 65536
+
+
+def whole(response: requests.Response, content: bytes) -> requests.Response:
+    """`response` with its body read: `content`."""
+    response._content = content
+    response._content_consumed = True  # type: ignore[attr-defined]
+    response.close()
+    return response
+
+
+@contextmanager
+def read_faults(response: requests.Response, request: requests.PreparedRequest) -> Iterator[None]:
+    """Reading a body: any fault closes the answer and becomes requests' own exception (which the handlers know)."""
+    try:
+        yield
+    except requests.RequestException:
         response.close()
-        return response
+        raise
+    except urllib3.exceptions.ReadTimeoutError as error:
+        response.close()
+        raise requests.exceptions.ReadTimeout(error, request=request) from error
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        response.close()
+        raise requests.exceptions.ChunkedEncodingError(error, request=request) from error
