@@ -25,6 +25,6 @@ ENV AIRBYTE_ENTRYPOINT="source-telecmi"
 ENTRYPOINT ["source-telecmi"]
 
 LABEL io.airbyte.name=airbyte/source-telecmi
-LABEL io.airbyte.version=0.3.0
+LABEL io.airbyte.version=0.4.0
 
 USER airbyte

@@ -30,7 +30,7 @@ TEST_REQUIREMENTS = [
 
 setup(
     name="source-telecmi",
-    version="0.3.0",
+    version="0.4.0",
     description="Airbyte source connector for TeleCMI call detail records.",
     author="source-telecmi developers",
     license="MIT",

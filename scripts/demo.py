@@ -2,11 +2,14 @@
 
 Runs the real `source-telecmi` command, as Airbyte would, against a simulator on 127.0.0.1 with a
 month of calls: first account-wide (app credentials: every call with its agent, the voicemails,
-the users, TeleCMI's daily totals, the balance and the sync's audit), then one user's calls (login). The config, catalog and state of each are left in .demo/.
+the users, TeleCMI's daily totals, the balance, the recordings as files with their hashes and the
+sync's audit), then one user's calls (login). The config, catalog and state of each are left in .demo/.
 """
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import sys
 import time
 from collections import Counter
@@ -34,7 +37,10 @@ DEMO = ROOT / ".demo"
 
 
 def show(sim, kind: str, paths: dict[str, str]) -> None:
-    connector = Connector(DEMO / kind, fast=False)
+    staging = DEMO / kind / "staging"  # where Airbyte mounts the folder the destination copies files from
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    connector = Connector(DEMO / kind, fast=False, env={"AIRBYTE_STAGING_DIRECTORY": str(staging)})
     connector.workdir.mkdir(parents=True, exist_ok=True)
     config = config_for(sim, kind, num_workers=8)
     status = connector.run("check", config).ok().connection_status
@@ -42,6 +48,8 @@ def show(sim, kind: str, paths: dict[str, str]) -> None:
     streams = connector.run("discover", config).ok().streams
     print(f"  discover  {len(streams)} streams: {', '.join(s['name'] for s in streams)}")
     catalog = configured(streams)
+    for entry in catalog["streams"]:
+        entry["include_files"] = entry["stream"].get("is_file_based", False)  # the audio too, not only its records
     sim.stats.reset()
     started = time.monotonic()
     read = connector.run("read", config, catalog).ok()
@@ -72,6 +80,7 @@ def show(sim, kind: str, paths: dict[str, str]) -> None:
         print(f"  totals    TeleCMI's own, answered/total per day: ..., {days} ({len(totals)} days)")
     for balance in read.records_of("account_balance"):
         print(f"  balance   {balance['balance']} credit, {balance['sms']} SMS, expires {balance['expires_at']}")
+    show_recordings(read, sim, staging)
     audit = read.records_of("sync_audit")
     if audit:
         complete = sum(r["verdict"] == "complete" for r in audit)
@@ -92,10 +101,36 @@ def show(sim, kind: str, paths: dict[str, str]) -> None:
     )
 
 
+def show_recordings(read, sim, staging: Path) -> None:
+    """The recordings delivered: whole files in the staging folder, each hashing as its record says."""
+    files = [m["record"] for m in read.of("RECORD") if m["record"]["stream"] == "recordings"]
+    if not files:
+        return
+    statuses = Counter(f["data"]["status"] for f in files)
+    whole = 0
+    for f in files:
+        reference = f.get("file_reference")
+        if reference:
+            digest = hashlib.sha256(Path(reference["staging_file_url"]).read_bytes()).hexdigest()
+            whole += digest == f["data"]["sha256"] == sim.recording_sha256(f["data"]["file"])
+    staged = sum(f["data"]["file_size_bytes"] or 0 for f in files)
+    print(
+        f"  recordings {len(files)} files ({', '.join(f'{n} {s}' for s, n in statuses.items())}), "
+        f"{staged / 2**20:.1f} MiB staged in {staging.relative_to(ROOT)}; {whole} hash as their records and "
+        "TeleCMI's files say"
+    )
+    newest = max(files, key=lambda f: f["data"]["time"] or 0)
+    data, reference = newest["data"], newest.get("file_reference") or {}
+    print(
+        f"            the newest: {reference.get('source_file_relative_path', data['file'])} "
+        f"({data['kind']} of {data['call_stream']}, {data['file_size_bytes']} bytes, sha256 {data['sha256'][:16]}...)"
+    )
+
+
 def main() -> None:
     calls = calls_for([*ACCOUNT_ENDPOINTS.values(), *ENDPOINTS.values()], n=500, seed=1)
     calls[GLOBAL_VOICEMAIL] = generate_voicemails(60, START_MS, END_MS - 1, seed=1)
-    with simulator(calls, latency_ms=20) as sim:
+    with simulator(calls, latency_ms=20, recording_sizes=lambda name: 24_000 + len(name) * 1_000) as sim:
         print(f"TeleCMI simulator on {sim.base_url}: a month of calls, 12 agents, 20 ms per request")
         spec = Connector(DEMO).run("spec").ok().of("SPEC")[0]["spec"]["connectionSpecification"]
         print(f"spec: {len(spec['properties'])} settings: {', '.join(spec['properties'])}\n")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import re
 import time
@@ -48,6 +49,19 @@ _QUERY = re.compile(r"(/play)\?[^\s'\"<>)]*")
 def without_query(text: str) -> str:
     """`text` with the query of every play URL in it removed (it carries the app secret)."""
     return _QUERY.sub(r"\1?…", text)
+
+
+class NoPlayQuery(logging.Filter):
+    """urllib3 logs each request's URL at DEBUG (`"GET /v2/play?appid=..&secret=.. HTTP/1.1" 200`): not the query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/play?" in message:
+            record.msg, record.args = without_query(message), ()
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(NoPlayQuery())
 
 
 class Fault(Exception):
