@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -35,6 +36,8 @@ from jsonschema.exceptions import best_match
 from integration_tests.telecmi_simulator import (
     ANSWERED,
     DEFAULT_USER_ID,
+    GLOBAL_VOICEMAIL,
+    INDIA_VOICEMAIL,
     MISSED,
     OUT_ANSWERED,
     OUT_MISSED,
@@ -42,6 +45,7 @@ from integration_tests.telecmi_simulator import (
     generate_agents,
     generate_calls,
 )
+from integration_tests.telecmi_simulator.audio import file_sha256
 
 COMMAND = str(Path(sys.executable).parent / "source-telecmi")
 TOKEN = "integration-token-5f2c9a"
@@ -356,9 +360,14 @@ class Connector:
         return {**os.environ, **(FAST_ENV if self.fast else {}), **self.env}
 
 
-def prove(connector: Connector, kind: str, calls: dict[str, list[dict]], sim: Simulator) -> list[str]:
+def prove(
+    connector: Connector, kind: str, calls: dict[str, list[dict]], sim: Simulator, staging: Path | None = None
+) -> list[str]:
     """spec, check, discover and an incremental read of every stream, each call exactly once.
 
+    With `staging` (the host folder mounted as the connector's staging folder, /staging/files in an
+    image), the files of streams that have them are asked for too, and each must be there, whole,
+    and readable by any user (the destination reads them as its own user).
     Returns a line per step; raises AssertionError with the reason when a step is wrong,
     including when any secret of the harness appears in any output.
     """
@@ -379,7 +388,12 @@ def prove(connector: Connector, kind: str, calls: dict[str, list[dict]], sim: Si
     names = sorted(s["name"] for s in streams)
     assert set(endpoints(kind)) <= set(names), names
     lines.append(f"discover: {', '.join(names)}")
-    read = step("read", config=cfg, catalog=configured(streams))
+    chosen = configured(streams)
+    for entry in chosen["streams"]:
+        entry["include_files"] = staging is not None and entry["stream"].get("is_file_based", False)
+    read = step("read", config=cfg, catalog=chosen)
+    if staging is not None and any(s.get("is_file_based") for s in streams):
+        lines.append(staged_files(read, sim, staging, kind))
     for stream, path in endpoints(kind).items():
         got = sorted(call_id(r) for r in read.records_of(stream))
         assert got == sorted(call_id(c) for c in calls.get(path, [])), f"{stream}: not every call exactly once"
@@ -392,6 +406,30 @@ def prove(connector: Connector, kind: str, calls: dict[str, list[dict]], sim: Si
     assert not leaks, "a secret appears in the output"
     lines.append(f"secrets: none in any output ({time.monotonic() - started:.1f} s)")
     return lines
+
+
+def staged_files(read: Run, sim: Simulator, staging: Path, kind: str) -> str:
+    """Every file the lists of `kind` name delivered once, whole, where its record says, readable by any user."""
+    records = [m["record"] for m in read.of("RECORD") if m["record"]["stream"] == "recordings"]
+    india = kind == "india"
+    lists = {*endpoints(kind).values(), INDIA_VOICEMAIL if india else GLOBAL_VOICEMAIL}
+    held = sorted(name for name, r in sim.recordings("india" if india else "global").items() if r.path in lists)
+    assert held and sorted(r["data"]["file"] for r in records) == held, "not every file exactly once"
+    for record in records:
+        data, reference = record["data"], record.get("file_reference") or {}
+        assert data["status"] == "downloaded", data
+        relative = reference.get("source_file_relative_path", "")
+        assert reference.get("staging_file_url", "").endswith("/" + relative), reference
+        path = staging / relative
+        assert path.stat().st_size == data["file_size_bytes"] == sim.recording_size(data["file"]), relative
+        assert file_sha256(path) == data["sha256"] == sim.recording_sha256(data["file"]), f"{relative}: hash"
+        for place in (path, *path.relative_to(staging).parents):
+            mode = (staging / place).stat().st_mode
+            wanted = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+            assert mode & wanted == wanted, f"{place} is {stat.filemode(mode)}: another user cannot read it"
+    leftovers = [p.name for p in staging.rglob("*.partial")]
+    assert not leftovers, f"partial files left behind: {leftovers}"
+    return f"files: {len(records)} staged whole, hashes as TeleCMI's, readable by another user"
 
 
 def merged_slices(state: dict[str, Any]) -> list[tuple]:
@@ -445,16 +483,18 @@ def main(argv: list[str] | None = None) -> int:
     image = sub.add_parser("image", help="prove an image: spec, check, discover, read, no secret printed")
     image.add_argument("--workdir", required=True, help="a folder the runner mounts at /data")
     image.add_argument("--kinds", default="token,app", help="configs to prove, of " + ",".join(KINDS))
+    image.add_argument("--staging", help="the host folder the runner mounts as the staging folder (/staging/files)")
     image.add_argument("runner", nargs=argparse.REMAINDER, help="-- RUNNER... ENTRYPOINT")
     args = parser.parse_args(argv)
     runner = args.runner[1:] if args.runner[:1] == ["--"] else args.runner
     workdir = Path(args.workdir)
     workdir.chmod(0o755)  # the image's non-root user reads the files written here
     calls = calls_for(n=50, seed=20251201)
+    staging = Path(args.staging) if args.staging else None
     with simulator(calls) as sim:
         for kind in args.kinds.split(","):
             try:
-                lines = prove(Connector(workdir, prefix=runner, files_at="/data"), kind, calls, sim)
+                lines = prove(Connector(workdir, prefix=runner, files_at="/data"), kind, calls, sim, staging)
             except AssertionError as error:
                 print(f"{kind}: FAILED: {error}", file=sys.stderr)
                 return 1

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the connector image from ./Dockerfile and proves it against the TeleCMI simulator, as a
-# non-root user: spec, check, discover and an incremental read, no secret in any output (the
-# checks are `python -m integration_tests.harness image`).
+# non-root user: spec, check, discover and an incremental read, no secret in any output, and with a
+# staging folder mounted at /staging/files as Airbyte does, every recording staged whole and readable
+# by another user (the checks are `python -m integration_tests.harness image`).
 #
 # Builder: a Docker engine where one runs; else buildah (as root) with a stand-in for Airbyte's
 # base image, made once with debootstrap and buildah and then reused. With neither it says SKIP
@@ -39,6 +40,8 @@ WORK="$(mktemp -d)"
 CTR=""
 trap '[ -z "$CTR" ] || buildah rm "$CTR" >/dev/null; rm -rf "$WORK"' EXIT
 mkdir "$WORK/data"
+# Airbyte mounts a staging folder the source writes files to and the destination reads them from, as another user.
+install -d -m 0777 "$WORK/staging"
 say "builder: $BUILDER"
 
 make_standin() { # Airbyte's base image alike: Debian bookworm, Python 3.11, pip, user airbyte (uid 1000)
@@ -71,7 +74,7 @@ if [ "$BUILDER" = docker ]; then
     USER_NAME="$(docker image inspect --format '{{.Config.User}}' "$IMAGE")"
     not_root
     RUN_UID="$(docker run --rm --entrypoint id "$IMAGE" -u)"
-    RUNNER=(docker run --rm --network host -v "$WORK/data:/data:ro" "$IMAGE")
+    RUNNER=(docker run --rm --network host -v "$WORK/data:/data:ro" -v "$WORK/staging:/staging/files" "$IMAGE")
 else
     exec 9>/tmp/python-connector-base-standin.lock && flock 9 # one maker at a time; others reuse it
     if buildah inspect --type image "$STANDIN" >/dev/null 2>&1; then say "stand-in base image: reusing $STANDIN"; else make_standin; fi
@@ -85,11 +88,11 @@ else
     read -ra ENTRYPOINT <<<"$(buildah inspect --type image --format '{{range .OCIv1.Config.Entrypoint}}{{.}} {{end}}' "$IMAGE")"
     [ "${#ENTRYPOINT[@]}" -gt 0 ] || fail "the image has no ENTRYPOINT"
     CTR="$(buildah from --pull=never --quiet "$IMAGE")"
-    IN=(buildah run --isolation=chroot --network=host --user "$USER_NAME" -v "$WORK/data:/data:ro" "$CTR" --)
+    IN=(buildah run --isolation=chroot --network=host --user "$USER_NAME" -v "$WORK/data:/data:ro" -v "$WORK/staging:/staging/files" "$CTR" --)
     RUN_UID="$("${IN[@]}" id -u)"
     RUNNER=("${IN[@]}" "${ENTRYPOINT[@]}")
 fi
 [ "$RUN_UID" != 0 ] || fail "the connector runs as uid 0: it must not run as root"
 say "built $IMAGE; the connector runs as $USER_NAME (uid $RUN_UID)"
-"$PY" -m integration_tests.harness image --workdir "$WORK/data" -- "${RUNNER[@]}" || fail "see above"
+"$PY" -m integration_tests.harness image --workdir "$WORK/data" --staging "$WORK/staging" -- "${RUNNER[@]}" || fail "see above"
 say "image test passed ($BUILDER)"

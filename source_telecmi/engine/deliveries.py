@@ -158,6 +158,7 @@ class Deliveries:
         self.counts = FileCounts()
         self.staged_bytes = 0
         self.left_to_pending = 0  # records of this sync's windows whose file the saved state's retry owns
+        self._folders: set[Path] = set()
 
     def emit(self, stream: str, batch: list[dict[str, Any]], read: Any) -> Iterator[Record]:
         """The records of a window's batch: each file fetched first (in parallel), or metadata only."""
@@ -188,7 +189,21 @@ class Deliveries:
     def _fetch(self, data: dict[str, Any]) -> tuple[dict[str, Any], Fetched, str]:
         assert self._fetcher is not None and self._staging is not None
         where = relative_path(data["file"], data.get("time"))
+        self._folder(Path(where).parent)
         return data, self._fetcher.fetch(data["file"], self._staging / where), where
+
+    def _folder(self, relative: Path) -> None:
+        """Make the folders of `relative` under the staging folder, each readable by the destination's user
+        (whatever the umask): it reads the files as another user."""
+        assert self._staging is not None
+        with self._lock:
+            if relative in self._folders:
+                return
+            for place in reversed((relative, *relative.parents[:-1])):
+                folder = self._staging / place
+                folder.mkdir(exist_ok=True)
+                folder.chmod(0o755)
+            self._folders.add(relative)
 
     def _record(
         self, data: dict[str, Any], fetched: Fetched, where: Optional[str], window: Any, counts: Optional[FileCounts]

@@ -57,7 +57,9 @@ class Transport(requests.Session):
         self._tokens_lock = threading.Lock()
         self.ended: Optional[str] = None
         self._sent = threading.local()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=2 * pacer.ceiling + 4)  # lists and files
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=4, pool_maxsize=2 * pacer.ceiling + 4
+        )  # lists and files
         self.mount("https://", adapter)
         self.mount("http://", adapter)
         self.proxies.update(requests.utils.get_environ_proxies(api_url))
