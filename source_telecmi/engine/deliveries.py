@@ -169,9 +169,10 @@ class Deliveries:
             return
         todo = []
         for data in batch:
-            if data["file"] in self.pending.saved:
+            if data["file"] in self.pending.saved:  # its row is in the table already: counted as the window's
                 with self._lock:
                     self.left_to_pending += 1
+                counts.add("left to the retry")
                 continue
             todo.append(data)
         for data, fetched, where in self._pool.map(self._fetch, todo):

@@ -191,7 +191,10 @@ class Probe:
 
 
 class FileCounts:
-    """What a window's records came to as files: records emitted, files downloaded, files pending."""
+    """What a window's records came to as files: records emitted, files downloaded, files pending.
+
+    A file whose earlier sync's record said pending, and that this sync's retry of pending files owns,
+    counts as emitted by its window (its row is in the table), neither downloaded nor pending here."""
 
     def __init__(self) -> None:
         self.emitted = self.downloaded = self.pending = 0
