@@ -43,6 +43,7 @@ demo: venv
 bench: venv
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_lists.py
+	$(PY) scripts/bench_files.py
 
 image-test: venv
 	bash scripts/image_test.sh
