@@ -117,8 +117,10 @@ def test_discover_lists_users_only_with_app_credentials(connector, sim):
     token_streams = {s["name"] for s in connector.run("discover", config_for(sim, "token")).streams}
     assert token_streams == {*endpoints("token"), "sync_audit"}
     streams = {s["name"]: s for s in connector.run("discover", config_for(sim, "app")).streams}
-    more = {"users", "voicemails", "daily_call_totals", "account_balance", "sync_audit"}
+    more = {"users", "voicemails", "daily_call_totals", "account_balance", "recordings", "sync_audit"}
     assert set(streams) == {*endpoints("app"), *more}
+    assert streams["recordings"]["is_file_based"] is True
+    assert not any(s.get("is_file_based") for name, s in streams.items() if name != "recordings")
     assert streams["users"]["supported_sync_modes"] == ["full_refresh"]
     assert streams["users"]["source_defined_primary_key"] == [["agent_id"]]
     assert not [name for name in streams["users"]["json_schema"]["properties"] if "pass" in name.lower()]

@@ -176,10 +176,17 @@ def assert_every_row_landed(destination: CommitOnStateDestination, sim, kind: st
         assert sum(d[field] for d in days) == held, f"daily_call_totals: {field} do not add up"
     assert sum(d["total"] for d in days) == sum(len(records) for records in calls.values())
     assert [b["balance"] for b in destination.rows("account_balance")] == [DEFAULT_BALANCE["balance"]]
+    lists = {*endpoints(kind).values(), VOICEMAILS[kind]}  # the files these credentials' lists name
+    held_files = sorted(
+        n for n, r in sim.recordings("india" if kind == "india" else "global").items() if r.path in lists
+    )
+    files = destination.rows("recordings")
+    assert held_files and sorted(f["file"] for f in files) == held_files, "recordings: not every file exactly once"
     audited = Counter()
     for row in destination.rows("sync_audit"):
         audited[row["stream"]] += row["records_emitted"]
-    assert audited == {**{s: len(c) for s, c in calls.items()}, "voicemails": len(voicemails)}
+    expected = {**{s: len(c) for s, c in calls.items()}, "voicemails": len(voicemails), "recordings": len(held_files)}
+    assert audited == expected
 
 
 # ----------------------------------------------------------------------------- the order on stdout
