@@ -197,6 +197,8 @@ class SourceTelecmi(Source):
                     if summary:
                         logger.info(summary)
                     if stream.name in wiring.after:
+                        for line in wiring.after[stream.name].warnings():
+                            logger.warning(line)
                         logger.info(wiring.after[stream.name].summary())
             api.end("the sync failed" if failed else "the sync is over")
             if SYNC_AUDIT in wanted:  # after the streams it audits; if the sync failed, the windows it completed

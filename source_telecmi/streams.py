@@ -7,6 +7,7 @@ and the warehouse fields added, then made to match the stream's schema (`records
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
@@ -124,9 +125,8 @@ class Wiring(NamedTuple):
         """The stream of `row`, wired to read in `mode` by the reader of its kind (`READERS`)."""
         schema = schema_of(row.schema_name)
         conform = self.conformers[row.stream] = Conformer(row.stream, schema)
-        if row.kind is StreamKind.FILES:
-            listers = self.file_listers(row, conform)
-        else:
+        listers = []  # a stream of files makes its own (`read_files`)
+        if row.kind is not StreamKind.FILES:
             shape = shaper(row, conform)
             audit = self.audit.window_done if row.windowed else None
             listers = [
@@ -137,13 +137,14 @@ class Wiring(NamedTuple):
         partitions, cursor = READERS[row.kind](self, row, listers, incremental)
         return build_stream(row, schema, partitions, cursor, self.logger, files=row.kind is StreamKind.FILES)
 
-    def file_listers(self, row: ListRow, conform: Conformer) -> list[Lister]:
-        """A stream of files reads the lists that name them (`FILE_SOURCES`) its platform has, as its own records."""
-        listers = []
+    def file_listers(self, row: ListRow, unnamed: Counter[str]) -> list[Lister]:
+        """A stream of files reads the lists that name them (`FILE_SOURCES`) its platform has, as its own records;
+        `unnamed` counts, per list, the records said to have a file that name none."""
+        listers, conform = [], self.conformers[row.stream]
         for source in FILE_SOURCES:
             list_row = ROWS[source.stream]
             keys = (*list_row.primary_key, *((list_row.key_from,) if list_row.key_from else ()))
-            shape = recording_of(source, keys if source.kind == "call" else (), conform)
+            shape = recording_of(source, keys if source.kind == "call" else (), conform, unnamed)
             for endpoint in self.api.endpoints(list_row):
                 name = f"{row.stream} ({source.stream})"
                 listers.append(
@@ -212,7 +213,7 @@ def read_files(wiring: Wiring, row: ListRow, listers: list[Lister], incremental:
     staging = Path(get_files_directory()) if fetcher is not None else None
     files = Deliveries(row.stream, fetcher, staging, pending, settings.num_workers, wiring.logger)
     wiring.after[row.stream] = files
-    return read_windows(wiring, row, listers, incremental, files)
+    return read_windows(wiring, row, wiring.file_listers(row, files.unnamed), incremental, files)
 
 
 Reader = tuple[PartitionGenerator, Cursor]

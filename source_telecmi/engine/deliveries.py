@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -159,6 +160,7 @@ class Deliveries:
         self.staged_bytes = 0
         self.left_to_pending = 0  # records of this sync's windows whose file the saved state's retry owns
         self._folders: set[Path] = set()
+        self.unnamed: Counter[str] = Counter()  # per list: records said to have a file that name none
 
     def emit(self, stream: str, batch: list[dict[str, Any]], read: Any) -> Iterator[Record]:
         """The records of a window's batch: each file fetched first (in parallel), or metadata only."""
@@ -235,6 +237,14 @@ class Deliveries:
         if counts is not None:
             counts.add(fetched.status)
         return Record(data=data, stream_name=self.stream, associated_slice=window, file_reference=reference)
+
+    def warnings(self) -> list[str]:
+        """What the stream could not make a record of: calls said to be recorded that name no file."""
+        return [
+            f"Stream {self.stream}: {n} records of {name} say the call was recorded but name no file: no "
+            "recordings record for them"
+            for name, n in sorted(self.unnamed.items())
+        ]
 
     def summary(self) -> str:
         """The stream's line on its files: downloaded, bytes staged, pending, let go of."""
