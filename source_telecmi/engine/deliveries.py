@@ -259,8 +259,11 @@ class Deliveries:
         )
 
     def close(self) -> None:
+        """The sync is over: no download starts, those running stop, no temporary file is left behind."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._fetcher is not None:
+            self._fetcher.abandon()
 
 
 def _iso(instant: Optional[int]) -> Optional[str]:

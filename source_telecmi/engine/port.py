@@ -57,3 +57,7 @@ class FileSource(Protocol):
     def fetch(self, name: str, target: Path) -> Fetched:
         """The file at `target`, whole (`downloaded`), or why not yet (`pending`); raises after every retry."""
         ...
+
+    def abandon(self) -> None:
+        """The sync is over: downloads running stop, and no temporary file is left behind."""
+        ...

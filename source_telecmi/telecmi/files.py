@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -88,6 +89,18 @@ class FileFetcher:
         self._fill = fill
         self._timeout_s = timeout_s
         self._max_retries = max_retries
+        self._live: set[Path] = set()  # temporary files being written
+        self._abandoned = False
+        self._lock = threading.Lock()
+
+    def abandon(self) -> None:
+        """The sync is over (it failed): downloads still running stop at their next piece, and no temporary
+        file is left behind, whatever the process does next (it may end at once)."""
+        with self._lock:
+            self._abandoned = True
+            live, self._live = set(self._live), set()
+        for temporary in live:
+            temporary.unlink(missing_ok=True)
 
     def fetch(self, name: str, target: Path) -> Fetched:
         """The file `name` at `target` (complete, or absent), or why it is pending; FileFailed after every retry."""
@@ -157,10 +170,16 @@ class FileFetcher:
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         digest, size, started = hashlib.sha256(), 0, time.monotonic()
+        with self._lock:
+            if self._abandoned:
+                raise SyncEnded("the sync is over")
+            self._live.add(temporary)
         try:
             with open(temporary, "wb") as out:
                 piece = first
                 while piece:
+                    if self._abandoned:
+                        raise SyncEnded("the sync is over")
                     out.write(piece)
                     digest.update(piece)
                     size += len(piece)
@@ -172,13 +191,21 @@ class FileFetcher:
             if size == 0:
                 raise Fault("the body was empty")
             os.chmod(temporary, 0o644)  # the destination reads it as another user
-            os.replace(temporary, target)
+            with self._lock:
+                if self._abandoned:
+                    raise SyncEnded("the sync is over")
+                os.replace(temporary, target)
+                self._live.discard(temporary)
             return size, digest.hexdigest()
+        except SyncEnded:
+            raise
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as error:
             if _on_disk(error):
                 raise _disk_full(target, error) from None
             raise Fault(f"the body was cut off after {size} bytes ({self._said(error)})") from None
         finally:
+            with self._lock:
+                self._live.discard(temporary)
             temporary.unlink(missing_ok=True)
 
     def _said(self, error: BaseException) -> str:
