@@ -211,6 +211,12 @@ def read_files(wiring: Wiring, row: ListRow, listers: list[Lister], incremental:
     except ValueError as unreadable:
         raise unreadable_state(f"stream {row.stream}: {unreadable}") from None
     staging = Path(get_files_directory()) if fetcher is not None else None
+    if staging is not None:
+        try:
+            staging.mkdir(parents=True, exist_ok=True)  # the platform mounts it; elsewhere the CDK's default
+        except OSError as error:
+            message = f"Stream {row.stream}: cannot make the staging folder {staging} for its files: {error}"
+            raise ConfigError(message) from None
     files = Deliveries(row.stream, fetcher, staging, pending, settings.num_workers, wiring.logger)
     wiring.after[row.stream] = files
     return read_windows(wiring, row, wiring.file_listers(row, files.unnamed), incremental, files)
