@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import mutagen
 import pytest
 
 from integration_tests.conftest import (
@@ -190,6 +191,9 @@ def assert_whole(message: dict[str, Any], sim: Simulator, staging: Path) -> None
     assert data["sha256"] == data["sha256"].lower() and len(data["sha256"]) == 64
     info = check_audio(path)
     assert info.kind == ("wav" if name.lower().endswith(".wav") else "mp3") and info.seconds > 0, info
+    opened = mutagen.File(path)  # a real audio library: the file is audio a player can read, of the length served
+    assert opened is not None and opened.info.length == pytest.approx(info.seconds, rel=0.05), (name, opened)
+    assert opened.info.sample_rate == (8000 if info.kind == "wav" else 32000), (name, opened.info.sample_rate)
     assert data["content_type"] == ("audio/wav" if info.kind == "wav" else "audio/mpeg"), data["content_type"]
     assert data["fetched_at"] and data["fetched_at"].endswith("Z")
 
