@@ -95,6 +95,16 @@ def test_the_estimate_extrapolates_from_the_windows_probed_so_far(log):
     assert estimates[-1] == 10
 
 
+def test_no_estimate_of_0_before_a_call_is_counted_and_0_at_the_end_of_an_empty_list(log):
+    calls = spread(10, first=T0 + 3 * DAY, step=1000)  # the first three days hold nothing
+    ranges = [(T0 + d * DAY, T0 + (d + 1) * DAY - 1) for d in range(4)]
+    _, messages = partitions_of(FakeEndpoint(calls), log, ranges)
+    estimates = [m.trace.estimate.row_estimate for m in messages]
+    assert estimates and estimates[0] > 0, estimates
+    _, messages = partitions_of(FakeEndpoint([]), log, ranges)
+    assert [m.trace.estimate.row_estimate for m in messages] == [0]
+
+
 def test_the_last_page_of_a_window_to_finish_settles_it(log):
     calls = spread(45, step=5)
     endpoint = FakeEndpoint(calls, short_page={3: 3})

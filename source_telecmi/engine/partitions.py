@@ -202,12 +202,15 @@ class WindowPartitions(PartitionGenerator):
                 read = self._make_read(self._lister, window, probe)
                 covered += window.span
                 known += probe.calls
-                self._emit_estimate(estimate_total(known, covered, remaining - covered))
+                if known:  # an estimate of 0 from empty first windows says nothing (and shows a stream as done)
+                    self._emit_estimate(estimate_total(known, covered, remaining - covered))
                 if self._expect is not None:
                     self._expect(window, read.pages)
                 self._backlog.add(read.pages)
                 for number in range(1, read.pages + 1):
                     yield PagePartition(read, number, self._backlog, self._skipped, self._emit)
+            if not known:  # every window was empty: now 0 is what is known
+                self._emit_estimate(0)
 
     def _emit_estimate(self, rows: int) -> None:
         self._messages.emit_message(
