@@ -1,21 +1,25 @@
 """The docs' "Prove it is complete" SQL works as written, on a real sync loaded like a destination loads it.
 
 A real sync: the `source-telecmi` command (through the harness) against the simulator with app
-credentials, every stream the catalog has (`sync_audit` included), in full refresh. Its records
-are then written the way an Airbyte destination writes them: one table per stream named as the
-stream, one column per top-level property of the stream's discovered schema with the SQL type of
-its JSON type (integer BIGINT, number DOUBLE PRECISION, boolean BOOLEAN, a date-time string
-TIMESTAMP WITH TIME ZONE, a date DATE, other strings VARCHAR, objects and arrays as JSON text in a
-JSON or JSONB column), plus the destinations' `_airbyte_raw_id`, `_airbyte_extracted_at` and
-`_airbyte_meta`.
+credentials, every stream the catalog has (`sync_audit` included, `recordings` with its files
+staged), in full refresh. Its records are then written the way an Airbyte destination writes them:
+one table per stream named as the stream, one column per top-level property of the stream's
+discovered schema with the SQL type of its JSON type (integer BIGINT, number DOUBLE PRECISION,
+boolean BOOLEAN, a date-time string TIMESTAMP WITH TIME ZONE, a date DATE, other strings VARCHAR,
+objects and arrays as JSON text in a JSON or JSONB column), plus the destinations'
+`_airbyte_raw_id`, `_airbyte_extracted_at` and `_airbyte_meta`.
 
 On those tables the SQL blocks under the docs page's "Prove it is complete" heading run exactly as
 written, taken from the Markdown by their position under that heading with test_docs.py's own
 block reader: check 1 (every audited window landed) returns no row, also when two syncs are
 appended (records twice, audit rows twice); check 2 (TeleCMI's daily totals beside the warehouse)
 shows the differences the docs say the simulator gives, 0 on every day; check 3 (freshness)
-returns a row per stream. Then one record is deleted and check 1 returns exactly its window, with
-found = expected - 1. The dbt `schema.yml` block must be YAML declaring the expected sources and
+returns a row per stream; check 4 (every recording landed) returns no row, with files delivered and
+pending and calls without a file (not recorded, no file name). Then one record is deleted and check
+1 returns exactly its window, with found = expected - 1; a recording's row is deleted, or made
+metadata_only, and check 4 names exactly its call. Check 4 leaves out calls past the newest audited
+`recordings` window (a read of the call streams without it), and after late calls names exactly the
+files no sync emitted. The dbt `schema.yml` block must be YAML declaring the expected sources and
 tests; the dbt singular tests run as plain SQL once `{{ source('telecmi', 'x') }}` (or
 `{{ ref('x') }}`) is replaced by the table `x` and `{{ config(...) }}` is removed, both as written
 and wrapped the way dbt wraps a test. Every other SQL block of the page runs in page order too.
@@ -49,6 +53,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +86,9 @@ PAGE = DOCS[1]
 SECTION = "## Prove it is complete"
 CALL_STREAMS = tuple(ACCOUNT_ENDPOINTS)
 WINDOWED = {**{stream: "cmiuid" for stream in CALL_STREAMS}, "voicemails": "voicename"}
+RECORDINGS = "recordings"
+AUDITED = {**WINDOWED, RECORDINGS: "file"}  # every stream sync_audit has rows of, by its key
+RECORDED = ("incoming_answered_calls", "outgoing_answered_calls")  # the call lists whose calls may have a file
 DAY_MS = 86_400_000
 NULL = "<null>"  # how psql is told to print a null
 
@@ -102,18 +110,19 @@ def section_blocks(heading: str = SECTION) -> list[Block]:
 
 
 def section() -> dict[str, Any]:
-    """The section's blocks by their position: three checks, the dbt schema.yml, two singular tests."""
+    """The section's blocks by their position: four checks, the dbt schema.yml, the singular tests of checks 1, 2, 4."""
     found = section_blocks()
-    assert [b.language for b in found] == ["sql", "sql", "sql", "yaml", "sql", "sql"], [
+    assert [b.language for b in found] == ["sql", "sql", "sql", "sql", "yaml", "sql", "sql", "sql"], [
         (b.where, b.language) for b in found
     ]
-    check_1, check_2, check_3, schema_yml, singular_1, singular_2 = found
+    check_1, check_2, check_3, check_4, schema_yml, singular_1, singular_2, singular_4 = found
     return {
         "check_1": check_1,
         "check_2": check_2,
         "check_3": check_3,
+        "check_4": check_4,
         "schema_yml": schema_yml,
-        "singular": [singular_1, singular_2],
+        "singular": [singular_1, singular_2, singular_4],
     }
 
 
@@ -144,6 +153,9 @@ class Sync:
 
     schemas: dict[str, dict[str, Any]]
     runs: list[Run]
+    late_files: list[str]  # the files TeleCMI had not published at the first read: pending there, then delivered
+    metadata_only: Run  # a read like the first, the files not asked for
+    calls_only: Run  # a read to the next day without `recordings`: calls no recordings read has looked at
 
     def records(self, stream: str, runs: int = 1) -> list[dict[str, Any]]:
         return [r for run in self.runs[:runs] for r in run.records_of(stream)]
@@ -152,36 +164,110 @@ class Sync:
         return self.runs[0].records_of("sync_audit")
 
 
+def file_of(stream: str, record: dict[str, Any]) -> str | None:
+    """The file a call or voicemail has, read as the connector reads it (`record` true in any case, a name not blank)."""
+    flag, name = record.get("record"), record.get("filename")
+    if stream == "voicemails":
+        flag, name = True, record.get("voicename")
+    recorded = flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+    return name if recorded and isinstance(name, str) and name.strip() else None
+
+
+def odd_flags(calls: list[dict[str, Any]]) -> list[str]:
+    """Some answered calls as TeleCMI also sends them: `record` a JSON true or false, "false", " True "; a filename
+    empty, blank or missing. Returns the files of the " True " calls (the simulator serves only "true" and true)."""
+    served = []
+    for i, call in enumerate(calls):
+        odd = i % 40
+        if odd == 3:
+            call["record"] = True
+        elif odd == 8:
+            call["record"] = " True "
+            served.append(call["filename"])
+        elif odd == 13:
+            call["record"] = "false"
+        elif odd == 18:
+            call["record"] = False
+        elif odd == 23:
+            call["filename"] = ""
+        elif odd == 28:
+            call["filename"] = "  "
+        elif odd == 33:
+            call.pop("filename")
+    return served
+
+
 @pytest.fixture(scope="module")
 def sync(tmp_path_factory: pytest.TempPathFactory) -> Sync:
     """Two full-refresh reads of every stream, app credentials, 300 calls per call list and 120 voicemails.
 
     Each list also has a record on the first and on the last millisecond of the sync's range, the
     first window's start and the last window's end, where an exclusive bound would lose them.
+    The recordings' files are asked for (`include_files`, a staging folder): some answered calls
+    are not recorded or have no file name (`odd_flags`), and one file in 40 is not published yet
+    when the first read asks for it (pending there, delivered by the second). A third read does not
+    ask for the files. A fourth, to the next day, leaves `recordings` out: its answered calls and
+    voicemails have files no read looked for.
     """
     calls = calls_for(ACCOUNT_ENDPOINTS.values(), n=300, seed=31)
+    served = [name for stream in RECORDED for name in odd_flags(calls[ACCOUNT_ENDPOINTS[stream]])]
     for path, records in calls.items():
         records += [make_call(START_MS, path), make_call(END_MS, path)]
     for call in calls[ACCOUNT_ENDPOINTS["incoming_missed_calls"]][::25]:
         call.pop("agent", None)  # TeleCMI does not send the agent of every call
     voicemails = generate_voicemails(120, START_MS, END_MS - 1, seed=32) + [make_voicemail(START_MS)]
     voicemails = {GLOBAL_VOICEMAIL: [*voicemails, make_voicemail(END_MS)]}
-    connector = Connector(tmp_path_factory.mktemp("audit-sync"))
-    with simulator(calls, voicemails=voicemails) as sim:
+    held = {
+        **{(s, c["cmiuid"]): file_of(s, c) for s in RECORDED for c in calls[ACCOUNT_ENDPOINTS[s]]},
+        **{("voicemails", v["voicename"]): v["voicename"] for v in voicemails[GLOBAL_VOICEMAIL]},
+    }
+    files = sorted(name for name in held.values() if name)
+    late_files = files[::40]
+    work = tmp_path_factory.mktemp("audit-sync")
+    staging = work / "staging"
+    staging.mkdir()
+    connector = Connector(work, env={"AIRBYTE_STAGING_DIRECTORY": str(staging)})
+    unpublished = {name: 1 for name in late_files}  # the first request for it answers 502 "not yet"
+    with simulator(calls, voicemails=voicemails, recordings=served, unpublished=unpublished) as sim:
         cfg = config_for(sim, "app")
         streams = connector.run("discover", cfg).ok().streams
         catalog = configured(streams, "full_refresh")
+        for entry in catalog["streams"]:
+            entry["include_files"] = entry["stream"]["name"] == RECORDINGS
         runs = [connector.run("read", cfg, catalog, timeout=300).ok() for _ in range(2)]
+        no_files = {"streams": [{**e, "include_files": False} for e in catalog["streams"]]}
+        metadata_only = connector.run("read", cfg, no_files, timeout=300).ok()
+        for i, path in enumerate([*(ACCOUNT_ENDPOINTS[s] for s in RECORDED), GLOBAL_VOICEMAIL]):
+            if path == GLOBAL_VOICEMAIL:
+                sim.add_calls(path, generate_voicemails(5, END_MS + 1, SECOND_END_MS - 1, seed=33))
+            else:
+                sim.add_calls(path, generate_calls(10, END_MS + 1, SECOND_END_MS - 1, seed=34 + i, endpoint=path))
+        calls_only = {"streams": [e for e in catalog["streams"] if e["stream"]["name"] != RECORDINGS]}
+        next_day = connector.run("read", {**cfg, "end_date": SECOND_END}, calls_only, timeout=300).ok()
     names = {s["name"] for s in streams}
-    assert {*WINDOWED, "users", "daily_call_totals", "account_balance", "sync_audit"} <= names, names
-    for stream, key in WINDOWED.items():
+    assert {*AUDITED, "users", "daily_call_totals", "account_balance", "sync_audit"} <= names, names
+    for stream, key in AUDITED.items():
         rows = [r for r in runs[0].records_of("sync_audit") if r["stream"] == stream]
         assert len(rows) > 2, f"{stream}: {len(rows)} windows; the deletion test needs a window in the middle"
         assert sum(r["records_emitted"] for r in rows) == len({r[key] for r in runs[0].records_of(stream)})
         times = {r["time"] for r in runs[0].records_of(stream)}
         edges = (min(r["window_start"] for r in rows), max(r["window_end"] for r in rows))
         assert set(edges) <= times, f"{stream}: no record on the edges {edges} of its windows"
-    return Sync({s["name"]: s["json_schema"] for s in streams}, runs)
+    assert len(files) < len(held), "every answered call has a file: the odd flags are gone"
+    for run, pending in zip(runs, (late_files, []), strict=True):
+        status = {r["file"]: r["status"] for r in run.records_of(RECORDINGS)}
+        assert sorted(status) == files, "not one record per file"
+        assert sorted(f for f, s in status.items() if s != "downloaded") == pending, Counter(status.values())
+        assert {s for s in status.values() if s != "downloaded"} <= {"pending"}
+        audit = [r for r in run.records_of("sync_audit") if r["stream"] == RECORDINGS]
+        assert sum(r["files_pending"] for r in audit) == len(pending)
+        assert sum(r["files_downloaded"] for r in audit) == len(files) - len(pending)
+    assert not next_day.records_of(RECORDINGS) and {r["stream"] for r in next_day.records_of("sync_audit")} == {
+        *WINDOWED
+    }
+    assert {r["status"] for r in metadata_only.records_of(RECORDINGS)} == {"metadata_only"}
+    assert sorted(r["file"] for r in metadata_only.records_of(RECORDINGS)) == files
+    return Sync({s["name"]: s["json_schema"] for s in streams}, runs, late_files, metadata_only, next_day)
 
 
 # ------------------------------------------------------------------------- loading like a destination
@@ -448,16 +534,22 @@ def as_ints(row: dict[str, str | None], *skip: str) -> dict[str, Any]:
 def test_the_section_holds_the_blocks_this_test_runs() -> None:
     """Check 1 returns no row when all is well: test_docs cannot run it, this test does (and says so)."""
     found = section()
-    for block in (found["check_1"], *found["singular"]):
+    for block in (found["check_1"], found["check_4"], *found["singular"]):
         assert block.skip and "test_audit_sql.py" in block.skip, f"{block.where}: not marked as run here"
     for block in (found["check_2"], found["check_3"]):
         assert not block.skip, f"{block.where}: test_docs can run it on PyAirbyte's cache, leave it unmarked"
-    assert "{{" not in found["check_1"].text + found["check_2"].text + found["check_3"].text
+    assert "{{" not in "".join(found[f"check_{n}"].text for n in (1, 2, 3, 4))
+    landed = found["check_1"].text
+    assert """UNION SELECT 'recordings', file, "time" FROM recordings""" in landed, "check 1 leaves out recordings"
+    as_written = found["check_4"].text.rstrip().removesuffix(";").rsplit("\nORDER BY ", 1)[0]
+    assert plain_sql(found["singular"][2].text) == as_written, "check 4's dbt test is not check 4"
 
 
 def test_check_1_returns_no_row_when_every_window_landed(warehouse: DuckDB | Postgres, sync: Sync) -> None:
     loaded(warehouse, sync)
     assert warehouse.query("SELECT COUNT(*) FROM sync_audit").rows == [(str(len(sync.audit())),)]
+    statuses = warehouse.query("SELECT DISTINCT status FROM recordings ORDER BY status").rows
+    assert statuses == [("downloaded",), ("pending",)], "the recordings, files delivered and pending, are in"
     result = warehouse.query(section()["check_1"].text)
     assert result.columns == ["stream", "window_start", "window_end", "expected", "found"]
     assert result.rows == []
@@ -468,19 +560,24 @@ def test_checks_1_and_2_count_each_record_once_when_syncs_append(warehouse: Duck
     loaded(warehouse, sync, runs=2)
     calls = len(sync.records("incoming_answered_calls"))
     assert warehouse.query("SELECT COUNT(*) FROM incoming_answered_calls").rows == [(str(2 * calls),)]
+    # A file pending in the first sync and delivered by the second has a row of each.
+    late = ", ".join(literal(f) for f in sync.late_files)
+    rows = warehouse.query(f"SELECT status, COUNT(*) FROM recordings WHERE file IN ({late}) GROUP BY status").rows
+    assert sorted(rows) == [("downloaded", str(len(sync.late_files))), ("pending", str(len(sync.late_files)))]
     assert warehouse.query(section()["check_1"].text).rows == []
+    assert warehouse.query(section()["check_4"].text).rows == []
     days = [as_ints(row, "day") for row in warehouse.query(section()["check_2"].text).dicts()]
     assert [d["day"] for d in days] == sorted(t["day"] for t in sync.records("daily_call_totals")), "a row per day"
     for day in days:
         assert day["answered_difference"] == day["missed_difference"] == day["total_difference"] == 0, day
 
 
-@pytest.mark.parametrize("stream", ["outgoing_answered_calls", "voicemails"])
+@pytest.mark.parametrize("stream", ["outgoing_answered_calls", "voicemails", RECORDINGS])
 def test_check_1_names_the_window_of_a_deleted_record(warehouse: DuckDB | Postgres, sync: Sync, stream: str) -> None:
     loaded(warehouse, sync)
     windows = sorted((r for r in sync.audit() if r["stream"] == stream), key=lambda r: r["window_start"])
     window = max(windows[1:-1], key=lambda r: r["records_emitted"])  # one in the middle
-    key = WINDOWED[stream]
+    key = AUDITED[stream]
     victim = next(r for r in sync.records(stream) if window["window_start"] <= r["time"] <= window["window_end"])
     warehouse.script(f"DELETE FROM {stream} WHERE {key} = {literal(victim[key])};")
 
@@ -522,6 +619,112 @@ def test_check_3_returns_a_row_per_stream(warehouse: DuckDB | Postgres, sync: Sy
         assert row["freshness"] == ("fresh" if now_ms - newest <= row["max_hours"] * 3_600_000 else "stale"), row
 
 
+CHECK_4_COLUMNS = ["call_stream", "call_key", "time", "file", "recording_status"]
+
+
+def check_4_queries() -> list[str]:
+    """Check 4 as written, and its dbt test as plain SQL."""
+    return [section()["check_4"].text, plain_sql(section()["singular"][2].text)]
+
+
+def test_check_4_returns_no_row_when_every_file_landed(warehouse: DuckDB | Postgres, sync: Sync) -> None:
+    """Files delivered and files pending: no row. Calls TeleCMI did not record, or sent without a file name (empty,
+    blank, missing), have no file and are not named; " True " and a JSON true are recorded (as the connector reads)."""
+    loaded(warehouse, sync)
+    flags = warehouse.query(
+        "SELECT record, filename FROM incoming_answered_calls UNION SELECT record, filename FROM outgoing_answered_calls"
+    ).rows
+    assert {" True ", "true", "false"} <= {f for f, _ in flags}, "the odd flags are not in the tables"
+    assert {None, "", "  "} <= {n for f, n in flags if f == "true"}, "no recorded call without a file name"
+    pending = warehouse.query("SELECT COUNT(*) FROM recordings WHERE status = 'pending'").rows
+    assert pending == [(str(len(sync.late_files)),)]
+    for query in check_4_queries():
+        result = warehouse.query(query)
+        assert result.columns == CHECK_4_COLUMNS
+        assert result.rows == []
+    assert warehouse.query(as_dbt_runs_it(check_4_queries()[1])).rows == [("0",)]
+
+
+@pytest.mark.parametrize("how", ["deleted", "metadata_only"])
+@pytest.mark.parametrize("stream", [*RECORDED, "voicemails"])
+def test_check_4_names_a_call_whose_file_has_no_row(
+    warehouse: DuckDB | Postgres, sync: Sync, stream: str, how: str
+) -> None:
+    """Its file's row deleted, or saying metadata_only: check 4 and its dbt test name that call, and it alone.
+
+    The incoming call is one TeleCMI marked " True ", the outgoing one a file pending in the sync."""
+    loaded(warehouse, sync)
+    with_file = [r for r in sync.records(stream) if file_of(stream, r)]
+    if stream == "incoming_answered_calls":
+        victim = next(r for r in with_file if r.get("record") == " True ")
+    elif stream == "outgoing_answered_calls":
+        victim = next(r for r in with_file if file_of(stream, r) in sync.late_files)
+    else:
+        victim = with_file[len(with_file) // 2]
+    file = file_of(stream, victim)
+    if how == "deleted":
+        warehouse.script(f"DELETE FROM recordings WHERE file = {literal(file)};")
+    else:
+        warehouse.script(f"UPDATE recordings SET status = 'metadata_only' WHERE file = {literal(file)};")
+
+    status = None if how == "deleted" else "metadata_only"
+    named = [(stream, victim[WINDOWED[stream]], str(victim["time"]), file, status)]
+    for query in check_4_queries():
+        assert warehouse.query(query).rows == named
+    assert warehouse.query(as_dbt_runs_it(check_4_queries()[1])).rows == [("1",)]
+
+
+def test_check_4_leaves_out_calls_read_after_the_newest_recordings_window(
+    warehouse: DuckDB | Postgres, sync: Sync
+) -> None:
+    """A later read of the call streams without `recordings` (a sync stopped between them): the calls it added have
+    files no read looked for. Check 4 leaves them out; without its limit it would name every one of them."""
+    warehouse.script(
+        tables_script(sync.schemas, [sync.runs[0].of("RECORD"), sync.calls_only.of("RECORD")], warehouse.json_type)
+    )
+    until = max(r["window_end"] for r in sync.audit() if r["stream"] == RECORDINGS)
+    after = sorted(
+        (s, r[WINDOWED[s]], str(r["time"]), file_of(s, r), None)
+        for s in (*RECORDED, "voicemails")
+        for r in sync.calls_only.records_of(s)
+        if r["time"] > until and file_of(s, r)
+    )
+    assert len(after) >= 20, after
+    for query in check_4_queries():
+        assert warehouse.query(query).rows == []
+        limit = """WHERE f."time" <= a.audited_until\n  AND """
+        assert query.count(limit) == 1, "check 4's limit is not where this test expects it"
+        assert sorted(warehouse.query(query.replace(limit, "WHERE ")).rows) == after
+
+    # A call on the newest window's last millisecond is checked; one a millisecond later is not.
+    warehouse.script(
+        'INSERT INTO outgoing_answered_calls (cmiuid, "time", record, filename) VALUES '
+        f"('on-the-end', {until}, 'true', 'on-the-end.mp3'), ('past-the-end', {until + 1}, 'true', 'past-the-end.mp3');"
+    )
+    for query in check_4_queries():
+        assert warehouse.query(query).rows == [
+            ("outgoing_answered_calls", "on-the-end", str(until), "on-the-end.mp3", None)
+        ]
+
+
+def test_without_files_check_1_counts_the_recordings_and_check_4_names_them_all(
+    warehouse: DuckDB | Postgres, sync: Sync
+) -> None:
+    """A sync that did not ask for the files: its recordings rows (metadata_only) are what its audit counts, so
+    check 1 holds; check 4, which needs the files, names every call and voicemail that has one."""
+    warehouse.script(tables_script(sync.schemas, [sync.metadata_only.of("RECORD")], warehouse.json_type))
+    assert warehouse.query(section()["check_1"].text).rows == []
+    every = sorted(
+        (s, r[WINDOWED[s]], str(r["time"]), file_of(s, r), "metadata_only")
+        for s in (*RECORDED, "voicemails")
+        for r in sync.metadata_only.records_of(s)
+        if file_of(s, r)
+    )
+    assert len(every) == len(sync.metadata_only.records_of(RECORDINGS))
+    for query in check_4_queries():
+        assert sorted(warehouse.query(query).rows) == every
+
+
 def test_dbt_schema_yml_declares_sources_freshness_and_tests(sync: Sync) -> None:
     schema = yaml.safe_load(section()["schema_yml"].text)
     assert schema["version"] == 2
@@ -538,7 +741,7 @@ def test_dbt_schema_yml_declares_sources_freshness_and_tests(sync: Sync) -> None
             assert loaded_at in sync.schemas[name]["properties"], f"{name}: freshness on a missing column {loaded_at}"
         tested = {c["name"]: c.get("data_tests") for c in table.get("columns") or []}
         assert set(tested) <= set(sync.schemas[name]["properties"]), name
-    for stream, key in WINDOWED.items():
+    for stream, key in AUDITED.items():
         assert tables[stream]["columns"][0] == {"name": key, "data_tests": ["not_null"]}
         assert {"name": "time", "data_tests": ["not_null"]} in tables[stream]["columns"]
     (verdict,) = [c for c in tables["sync_audit"]["columns"] if c["name"] == "verdict"]
@@ -548,10 +751,10 @@ def test_dbt_schema_yml_declares_sources_freshness_and_tests(sync: Sync) -> None
 
 
 def test_dbt_singular_tests_run_as_plain_sql(warehouse: DuckDB | Postgres, sync: Sync) -> None:
-    """With source() replaced by the table and config() removed: no failure, then a deleted call fails both."""
-    landed, totals = (plain_sql(b.text) for b in section()["singular"])
+    """With source() replaced by the table and config() removed: no failure, then a deleted call fails checks 1, 2."""
+    landed, totals, recorded = (plain_sql(b.text) for b in section()["singular"])
     loaded(warehouse, sync)
-    for test_sql in (landed, totals):
+    for test_sql in (landed, totals, recorded):
         assert warehouse.query(test_sql).rows == []
         assert warehouse.query(as_dbt_runs_it(test_sql)).rows == [("0",)]
 
@@ -569,17 +772,18 @@ def test_dbt_singular_tests_run_as_plain_sql(warehouse: DuckDB | Postgres, sync:
     assert day["day"] == time.strftime("%Y-%m-%d", time.gmtime(victim["time"] // 1000))
     assert day["warehouse_answered"] == day["telecmi_answered"] - 1 and day["warehouse_missed"] == day["telecmi_missed"]
     assert warehouse.query(as_dbt_runs_it(totals)).rows == [("1",)]
+    assert warehouse.query(recorded).rows == [], "a call gone with its file's row in place is no missing file"
 
 
 def test_every_sql_block_of_the_page_runs(warehouse: DuckDB | Postgres, sync: Sync) -> None:
     """In page order (the calls view before the queries on it); all but check 1 return rows on this sync."""
     loaded(warehouse, sync)
-    check_1 = section()["check_1"].where
+    empty = {section()[check].where for check in ("check_1", "check_4")}  # no row when all is well
     for block in [b for b in blocks(PAGE) if b.language == "sql" and "{{" not in b.text]:
         result = warehouse.query(block.text)
         if block.text.lstrip().upper().startswith("CREATE"):
             continue
-        assert bool(result.rows) == (block.where != check_1), f"{block.where}: {len(result.rows)} rows"
+        assert bool(result.rows) == (block.where not in empty), f"{block.where}: {len(result.rows)} rows"
 
 
 def test_the_users_join_survives_pyairbyte_postgres_typing(warehouse: DuckDB | Postgres, sync: Sync) -> None:
@@ -614,11 +818,13 @@ HOUR_MS = 3_600_000
 
 @dataclass
 class LateSyncs:
-    """Incremental syncs of the windowed streams and `sync_audit`, TeleCMI listing calls late between them.
+    """Incremental syncs of the windowed streams (`recordings` with its files) and `sync_audit`, TeleCMI listing calls
+    late between them.
 
     `late` holds, per stream, the calls added after the first sync inside its windows that the next
     sync reads again: the window holding the lookback point (the newest call read, less the
-    lookback) and the last window with a call. In each: one at its first millisecond, one just
+    lookback) and the last window with a call (for `recordings`: the files of those of the answered
+    calls and voicemails). In each: one at its first millisecond, one just
     before the lookback point and one just before the newest call (calls still ringing when the
     first sync ran, recorded with the time they started), and one at its very end.
     """
@@ -687,13 +893,18 @@ def late_syncs(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixture
     """
     held, later = late_data(400, seed=51)
     paths = {**{stream: ACCOUNT_ENDPOINTS[stream] for stream in CALL_STREAMS}, "voicemails": GLOBAL_VOICEMAIL}
-    connector = Connector(tmp_path_factory.mktemp("late-syncs"))
+    work = tmp_path_factory.mktemp("late-syncs")
+    staging = work / "staging"
+    staging.mkdir()
+    connector = Connector(work, env={"AIRBYTE_STAGING_DIRECTORY": str(staging)})
     with simulator(
         {p: r for p, r in held.items() if p != GLOBAL_VOICEMAIL}, voicemails={GLOBAL_VOICEMAIL: held[GLOBAL_VOICEMAIL]}
     ) as sim:
         cfg = config_for(sim, "app", lookback_window_days=request.param)
-        streams = [s for s in connector.run("discover", cfg).ok().streams if s["name"] in {*WINDOWED, "sync_audit"}]
+        streams = [s for s in connector.run("discover", cfg).ok().streams if s["name"] in {*AUDITED, "sync_audit"}]
         catalog = configured(streams, "incremental")
+        for entry in catalog["streams"]:
+            entry["include_files"] = entry["stream"]["name"] == RECORDINGS
         first = connector.run("read", cfg, catalog, timeout=300).ok()
         late = {}
         for stream, path in paths.items():
@@ -703,6 +914,9 @@ def late_syncs(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixture
             late[stream] = [c for w in windows for c in late_calls_in(w, newest, request.param, path)]
             sim.add_calls(path, late[stream] + later[path])
         second = connector.run("read", {**cfg, "end_date": SECOND_END}, catalog, last_states(first), timeout=300).ok()
+    late[RECORDINGS] = [
+        {**c, "file": file_of(s, c)} for s in (*RECORDED, "voicemails") for c in late[s] if file_of(s, c)
+    ]
     keys = {s["name"]: [k[0] for k in s.get("source_defined_primary_key") or []] for s in streams}
     return LateSyncs({s["name"]: s["json_schema"] for s in streams}, keys, [first, second], late, request.param)
 
@@ -751,7 +965,7 @@ def test_check_1_is_exact_after_late_calls(warehouse: DuckDB | Postgres, late_sy
     assert warehouse.query(as_dbt_runs_it(landed)).rows == [("0",)]
 
 
-@pytest.mark.parametrize("stream", ["incoming_missed_calls", "voicemails"])
+@pytest.mark.parametrize("stream", ["incoming_missed_calls", "voicemails", RECORDINGS])
 def test_check_1_names_a_lost_call_hidden_behind_late_calls(
     warehouse: DuckDB | Postgres, late_syncs: LateSyncs, stream: str
 ) -> None:
@@ -759,7 +973,7 @@ def test_check_1_names_a_lost_call_hidden_behind_late_calls(
     the dbt test name the second sync's window holding it, with found = expected - 1, and nothing else."""
     warehouse.script(late_syncs.script(warehouse.json_type))
     window = late_syncs.late_windows(stream)[0]
-    key = WINDOWED[stream]
+    key = AUDITED[stream]
     late_keys = {c[key] for c in late_syncs.late[stream]}
     originals = [
         r
@@ -781,3 +995,29 @@ def test_check_1_names_a_lost_call_hidden_behind_late_calls(
     landed = plain_sql(section()["singular"][0].text)
     assert warehouse.query(landed).rows == short
     assert warehouse.query(as_dbt_runs_it(landed)).rows == [("1",)]
+
+
+def test_check_4_names_exactly_the_files_no_sync_emitted_after_late_calls(
+    warehouse: DuckDB | Postgres, late_syncs: LateSyncs
+) -> None:
+    """After late calls, check 4 names each call and voicemail of the tables whose file neither sync emitted (up to
+    the newest recordings window), and nothing else: the files emitted are all downloaded or pending.
+
+    Today these are late answered calls that their call stream read again and `recordings` did not: its lookback
+    counts from the newest answered call or voicemail of the three lists, later than the newest of that one list."""
+    warehouse.script(late_syncs.script(warehouse.json_type))
+    emitted = {r["file"]: r["status"] for run in late_syncs.runs for r in run.records_of(RECORDINGS)}
+    assert set(emitted.values()) == {"downloaded"}
+    until = max(
+        r["window_end"] for run in late_syncs.runs for r in run.records_of("sync_audit") if r["stream"] == RECORDINGS
+    )
+    held = {
+        (s, r[WINDOWED[s]]): r for run in late_syncs.runs for s in (*RECORDED, "voicemails") for r in run.records_of(s)
+    }
+    missing = sorted(
+        (s, key, str(r["time"]), file_of(s, r), None)
+        for (s, key), r in held.items()
+        if file_of(s, r) and r["time"] <= until and file_of(s, r) not in emitted
+    )
+    for query in check_4_queries():
+        assert sorted(warehouse.query(query).rows) == missing
