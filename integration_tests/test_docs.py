@@ -179,3 +179,38 @@ def test_packaging_tells_one_name_and_version() -> None:
     )
     assert (ROOT / meta["icon"]).read_text().lstrip().startswith("<svg")
     assert {"rest.telecmi.com", "piopiy.telecmi.com"} <= set(meta["allowedHosts"]["hosts"])
+
+
+def test_every_image_tag_the_docs_give_is_metadata_yaml_s() -> None:
+    """A tag to build, enter in Airbyte or run (`source-telecmi:X.Y.Z`, "the tag (`X.Y.Z`)") is the one being built."""
+    tag = yaml.safe_load((ROOT / "metadata.yaml").read_text())["data"]["dockerImageTag"]
+    given = [
+        (path.name, found)
+        for path in DOCS
+        for pattern in (r"source-telecmi:(\d+\.\d+\.\d+\S*)", r"\btag \(`(\d+\.\d+\.\d+\S*)`\)")
+        for found in re.findall(pattern, path.read_text())
+    ]
+    assert given, "the docs name the image's tag somewhere"
+    assert [g for g in given if g[1] != tag] == [], f"metadata.yaml builds {tag}"
+
+
+# Airbyte's docs template: these sections in this order (others may sit between them).
+TEMPLATE = (
+    "Prerequisites",
+    "Setup guide",
+    "Supported sync modes",
+    "Supported streams",
+    "Performance considerations",
+    "Data type map",
+    "Limitations and troubleshooting",
+    "Changelog",
+)
+
+
+def test_the_docs_page_follows_airbyte_s_template_order() -> None:
+    text = DOCS[1].read_text()
+    headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
+    assert [h for h in headings if h in TEMPLATE] == list(TEMPLATE), headings
+    changelog = text.split("\n## Changelog\n", 1)[1]
+    assert changelog.lstrip().startswith("<details>") and "</details>" in changelog
+    assert changelog.index("| Version |") < changelog.index("</details>"), "the changelog's table is inside <details>"
