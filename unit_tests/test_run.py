@@ -6,15 +6,28 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
-from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, SyncMode
+from airbyte_cdk.config_observation import create_connector_config_control_message
+from airbyte_cdk.models import (
+    AirbyteConnectionStatus,
+    AirbyteLogMessage,
+    AirbyteMessage,
+    ConfiguredAirbyteCatalogSerializer,
+    Level,
+    Status,
+    SyncMode,
+    Type,
+)
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.mock_http import HttpRequest, HttpResponse
+from jsonschema import Draft7Validator
 
+import source_telecmi
 from source_telecmi import SourceTelecmi
 from source_telecmi import run as run_module
-from source_telecmi.config import ConfigError
+from source_telecmi.config import ConfigError, upgraded
 from source_telecmi.run import (
     STDOUT_CLOSED_EXIT,
     UNMASKED,
@@ -68,6 +81,14 @@ class Output:
 
     def errors(self):
         return [m["trace"]["error"] for m in self.of("TRACE") if m["trace"]["type"] == "ERROR"]
+
+    def outside_config_control(self):
+        """Every line but the CONTROL message of a config migration, the one line that holds secrets by design."""
+        return "\n".join(
+            line
+            for line, message in zip(self.lines, self.messages, strict=True)
+            if not (message["type"] == "CONTROL" and message["control"]["type"] == "CONNECTOR_CONFIG")
+        )
 
 
 @pytest.fixture
@@ -163,7 +184,8 @@ def test_an_unexpected_failure_is_logged_with_its_traceback_then_traced(command,
     (error,) = output.errors()
     assert "something broke" in error["internal_message"] or "something broke" in error["message"]
     assert any("Traceback" in m["log"]["message"] for m in output.of("LOG") if m["log"]["level"] == "ERROR")
-    assert SECRET not in "\n".join(output.lines)
+    assert len(output.of("CONTROL")) == 1  # APP_CONFIG's integer app id is migrated: its CONTROL holds the secret
+    assert SECRET not in output.outside_config_control()
 
 
 def test_a_secret_echoed_by_telecmi_is_masked_in_every_line(command, http_mocker):
@@ -211,6 +233,70 @@ def test_the_spec_check_names_the_path_of_what_it_refuses():
     upgraded = SourceTelecmi().configure(APP_CONFIG, "/tmp")
     assert upgraded["credentials"]["app_id"] == str(APP_ID)
     TelecmiEntrypoint.validate_connection(spec, upgraded)
+
+
+# ------------------------------------------------------------------------------- config migration
+
+
+def spec_errors(config):
+    """What spec.json's connectionSpecification refuses in `config`, read with Draft 7 as the platform and PyAirbyte do."""
+    spec = json.loads((Path(source_telecmi.__file__).parent / "spec.json").read_text())["connectionSpecification"]
+    return [error.message for error in Draft7Validator(spec).iter_errors(config)]
+
+
+@pytest.fixture
+def quiet_source(monkeypatch):
+    """check and read without a request (what they do is not the point here); discover makes none."""
+    monkeypatch.setattr(
+        SourceTelecmi, "check", lambda self, logger, config: AirbyteConnectionStatus(status=Status.SUCCEEDED)
+    )
+    monkeypatch.setattr(SourceTelecmi, "read", lambda self, logger, config, catalog, state=None: iter(()))
+
+
+@pytest.mark.parametrize("verb", ["check", "discover", "read"])
+def test_a_config_saved_by_0_2_is_migrated_once_and_stored_with_its_secrets(command, tmp_path, quiet_source, verb):
+    assert spec_errors(APP_CONFIG), "0.2's integer app id is what the spec refuses"
+    output = command(verb, config=APP_CONFIG)
+    assert output.code == 0
+    (control,) = output.of("CONTROL")
+    assert control["control"]["type"] == "CONNECTOR_CONFIG"
+    stored = control["control"]["connectorConfig"]["config"]
+    assert (
+        stored
+        == upgraded(APP_CONFIG)
+        == {**APP_CONFIG, "credentials": {**APP_CONFIG["credentials"], "app_id": "1111112"}}
+    )
+    assert stored["credentials"]["app_secret"] == SECRET, "the platform stores the real secret, not a mask"
+    assert not spec_errors(stored)
+    assert json.loads((tmp_path / "config.json").read_text()) == stored, "the config file is rewritten"
+    (said,) = [m["log"] for m in output.of("LOG") if "saved config was updated" in m["log"]["message"]]
+    assert said["level"] == "INFO" and "credentials.app_id is now a string" in said["message"]
+    assert SECRET not in said["message"] and str(APP_ID) not in said["message"]
+    assert SECRET not in output.outside_config_control(), "the secret is in the CONTROL message only"
+
+    again = command(verb, config=json.loads((tmp_path / "config.json").read_text()))
+    assert again.code == 0 and not again.of("CONTROL"), "nothing is left to migrate"
+    assert not any("saved config was updated" in m["log"]["message"] for m in again.of("LOG"))
+    assert SECRET not in "\n".join(again.lines)
+
+
+def test_a_config_that_needs_no_upgrade_is_left_as_it_is(command, tmp_path, quiet_source):
+    config = {**APP_CONFIG, "credentials": {**APP_CONFIG["credentials"], "app_id": str(APP_ID)}}
+    output = command("check", config=config)
+    assert output.code == 0 and not output.of("CONTROL")
+    assert (tmp_path / "config.json").read_text() == json.dumps(config), "the file is not written again"
+    assert not any("saved config was updated" in m["log"]["message"] for m in output.of("LOG"))
+    assert SECRET not in "\n".join(output.lines)
+    assert command("spec").of("CONTROL") == []
+
+
+def test_a_config_refused_for_another_reason_is_not_migrated(command, tmp_path):
+    config = {**APP_CONFIG, "num_workers": 0}
+    output = command("check", config=config)
+    assert not output.of("CONTROL"), "the platform never stores a config the spec refuses"
+    assert json.loads((tmp_path / "config.json").read_text()) == config
+    assert output.of("CONNECTION_STATUS")[0]["connectionStatus"]["status"] == "FAILED"
+    assert SECRET not in "\n".join(output.lines)
 
 
 # ------------------------------------------------------------------------------------ masked output
@@ -290,6 +376,42 @@ def test_stderr_lines_are_masked_text_not_log_messages():
     out, sink = stream(protocol=False)
     out.write("Traceback: s3cret-on-stderr\n\n")
     assert sink.getvalue() == "Traceback: ****\n\n"
+
+
+def test_the_config_control_message_alone_is_printed_with_its_secrets():
+    register_secret("s3cret-of-the-config")
+    out, sink = stream()
+    config = {"credentials": {"auth_type": "app", "app_id": "1111112", "app_secret": "s3cret-of-the-config"}}
+    out.write("a half-written line ")  # a line still being written is neither cut nor passed on early
+    out.print_config_control(create_connector_config_control_message(config))
+    (line,) = sink.getvalue().splitlines()
+    assert json.loads(line)["control"]["connectorConfig"]["config"] == config
+    out.write("s3cret-of-the-config\n")
+    assert sink.getvalue().splitlines()[1:] == [
+        json.dumps(
+            {"type": "LOG", "log": {"level": "WARN", "message": "a half-written line ****"}}, separators=(",", ":")
+        )
+    ]
+
+
+def test_a_config_control_message_printed_any_other_way_is_masked():
+    register_secret("s3cret-of-the-config")
+    out, sink = stream()
+    message = create_connector_config_control_message({"credentials": {"app_secret": "s3cret-of-the-config"}})
+    out.write(TelecmiEntrypoint.airbyte_message_to_string(message) + "\n")
+    assert "s3cret-of-the-config" not in sink.getvalue()
+    assert json.loads(sink.getvalue())["control"]["connectorConfig"]["config"] == {
+        "credentials": {"app_secret": "****"}
+    }
+
+
+def test_only_a_config_control_message_can_be_printed_unmasked():
+    register_secret("s3cret-of-a-log")
+    out, sink = stream()
+    log = AirbyteMessage(type=Type.LOG, log=AirbyteLogMessage(level=Level.INFO, message="s3cret-of-a-log"))
+    with pytest.raises(ValueError, match="CONNECTOR_CONFIG"):
+        out.print_config_control(log)
+    assert sink.getvalue() == ""
 
 
 def test_a_masked_stream_is_no_terminal_and_has_its_targets_descriptor():

@@ -17,10 +17,23 @@ import airbyte as ab
 import sqlalchemy as sa
 from airbyte import constants as ab_constants
 from airbyte.caches import DuckDBCache
+from airbyte.exceptions import AirbyteConnectorValidationFailedError
 from airbyte.shared.catalog_providers import CatalogProvider
 from airbyte.strategies import WriteMethod, WriteStrategy
 
-from integration_tests.harness import COMMAND, DAY_MS, END_MS, START_MS, STREAM, config_for, reread_from, simulator
+from integration_tests.harness import (
+    ACCOUNT_ENDPOINTS,
+    APP_ID,
+    COMMAND,
+    DAY_MS,
+    END_MS,
+    START_MS,
+    STREAM,
+    calls_for,
+    config_for,
+    reread_from,
+    simulator,
+)
 from integration_tests.telecmi_simulator import OUT_MISSED, generate_calls
 from source_telecmi.state import finished_ranges
 
@@ -28,8 +41,10 @@ SCHEMA = "telecmi"
 LATER_END, LATER_END_MS = "2026-01-02T00:00:00Z", 1767312000000
 
 
-def telecmi_source(config: dict[str, Any]) -> ab.Source:
-    source = ab.get_source("source-telecmi", local_executable=COMMAND, config=config, install_if_missing=False)
+def telecmi_source(config: dict[str, Any], **options: Any) -> ab.Source:
+    source = ab.get_source(
+        "source-telecmi", local_executable=COMMAND, config=config, install_if_missing=False, **options
+    )
     source.select_streams([STREAM])
     return source
 
@@ -153,3 +168,29 @@ def test_lookback_rereads_recent_calls_into_the_same_rows(tmp_path: Path) -> Non
         rows = rows_by_id(cache)
         assert len(rows) == len(calls), "re-read calls should replace their rows (merge on cmiuid)"
         assert notes(rows[target["cmiuid"]]) == target["notes"], "the note added later is missing"
+
+
+def test_a_config_saved_by_0_2_is_refused_naming_app_id_and_reads_with_app_id_as_a_string(tmp_path: Path) -> None:
+    """PyAirbyte checks a config against the spec before a read starts the connector: 0.2's number for app_id is
+    refused, naming the field and the type the spec asks for, whatever the connector would migrate. The docs tell
+    PyAirbyte users to write it as a string; so written, it reads. PyAirbyte's check (not validated first) runs the
+    connector, whose CONTROL message of the migrated config reaches `config_change_callback`."""
+    calls = calls_for([ACCOUNT_ENDPOINTS[STREAM]], 30, seed=31)
+    with simulator(calls) as sim:
+        new = config_for(sim, "app")
+        old = {**new, "credentials": {**new["credentials"], "app_id": APP_ID}}
+        stored: list[dict[str, Any]] = []
+        source = telecmi_source(old, config_change_callback=stored.append)
+        try:
+            source.read(cache=new_cache(tmp_path))
+            raise AssertionError("PyAirbyte read a config the spec refuses")
+        except AirbyteConnectorValidationFailedError as refused:
+            context = refused.context or {}
+            assert context["error_message"] == f"{APP_ID} is not of type 'string'", context["error_message"]
+            assert list(context["error_path"])[-1] == "app_id" and context["error_instance"] == APP_ID
+
+        source.check()
+        # One per run of the connector with the old config (the read's discover, before its refusal, then check).
+        assert stored and all(c == new for c in stored), "the CONTROL message holds the config with app_id a string"
+        source.set_config(new)
+        assert source.read(cache=new_cache(tmp_path)).processed_records == len(calls[ACCOUNT_ENDPOINTS[STREAM]])
