@@ -107,6 +107,9 @@ def test_every_string_with_a_separator_or_control_character_comes_out_in_one_rec
         elif stream == "voicemails":
             served = {v["voicename"]: v for v in calls[INDIA_VOICEMAIL if kind == "india" else GLOBAL_VOICEMAIL]}
             by_key = {r["voicename"]: r for r in emitted}
+        elif stream == "recordings":  # a file's record carries the name and the call's strings as served
+            served = files_of(calls, kind)
+            by_key = {r["file"]: r for r in emitted}
         else:
             served = {c.get("cmiuid") or c["_id"]: c for c in calls[endpoints(kind)[stream]]}
             by_key = {r["cmiuid"]: r for r in emitted}
@@ -120,6 +123,19 @@ def test_every_string_with_a_separator_or_control_character_comes_out_in_one_rec
                 assert got == text, f"{stream} {key} {path}: {got!r} != {text!r}"
                 compared += 1
         assert compared >= len(served), stream
+
+
+def files_of(calls: dict[str, list[dict]], kind: str) -> dict[str, dict[str, Any]]:
+    """The files the answered calls and voicemails served name, with what their recordings records repeat."""
+    files = {}
+    for stream, path in endpoints(kind).items():
+        for call in calls[path] if "answered" in stream else ():
+            if call.get("record") in ("true", True) and call.get("filename"):
+                key = call.get("cmiuid") or call["_id"]
+                files[call["filename"]] = {"file": call["filename"], "agent": call.get("agent"), "cmiuid": key}
+    for voicemail in calls[INDIA_VOICEMAIL if kind == "india" else GLOBAL_VOICEMAIL]:
+        files[voicemail["voicename"]] = {"file": voicemail["voicename"]}
+    return files
 
 
 def catalog_of_calls(kind: str) -> dict[str, Any]:
