@@ -44,12 +44,7 @@ from integration_tests.harness import (
     simulator,
 )
 from integration_tests.telecmi_simulator import PLAY_PATH, file_sha256, generate_calls
-from scripts.bench import WRAPPER
-
-try:
-    from orjson import loads
-except ImportError:  # pragma: no cover - the connector's venv has orjson
-    from json import loads
+from scripts.bench import WRAPPER, loads
 
 ANSWERED = "/v2/answered"  # account-wide incoming answered calls: each has a file
 STREAM = "recordings"

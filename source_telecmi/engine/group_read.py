@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from source_telecmi.engine.ledger import FileCounts, Probe, WindowAudit
 from source_telecmi.engine.reading import Lister
-from source_telecmi.engine.window_read import WindowRead
+from source_telecmi.engine.window_read import WindowPages, WindowRead
 from source_telecmi.telecmi.page import Page
 from source_telecmi.timeline.instants import Window
 
@@ -68,7 +68,7 @@ class GroupProbe:
         return sum(probe.calls for probe in self.probes)
 
 
-class GroupRead:
+class GroupRead(WindowPages):
     """The read of one window of every list of the group, shared by the partitions of its pages."""
 
     def __init__(self, group: GroupLister, window: Window, probe: GroupProbe) -> None:
@@ -82,17 +82,11 @@ class GroupRead:
         self._pages = [(read, number) for read in self.reads for number in range(1, read.pages + 1)]
         self.files = FileCounts()
         self.done: Optional[WindowAudit] = None
-        self._finished = self._closed = 0
         self._lock = threading.Lock()
 
     def read_page(self, number: int) -> None:
         read, page = self._pages[number - 1]
         read.read_page(page)
-
-    def finish_page(self) -> bool:
-        with self._lock:
-            self._finished += 1
-            return self._finished == self.pages
 
     def records(self) -> Iterator[list[dict[str, Any]]]:
         """Make each list's window add up, then hand on its records (called by the last page of all to finish)."""
@@ -111,10 +105,3 @@ class GroupRead:
             files_downloaded=self.files.downloaded,
             files_pending=self.files.pending,
         )
-
-    def page_closed(self) -> None:
-        with self._lock:
-            self._closed += 1
-            last = self._closed == self.pages
-        if last and self.done is not None and self.lister.audit is not None:
-            self.lister.audit(self.done)

@@ -48,7 +48,33 @@ STABLE_READS = 8
 WHOLE_WINDOW_READS = 3
 
 
-class WindowRead(Reading):
+class WindowPages:
+    """The pages of a window read in parallel partitions: the last to finish settles it, the last to close
+    hands its audit on. Needs `pages`, `done`, `lister` and `_lock`; counts from 0."""
+
+    pages: int
+    done: Optional[WindowAudit]
+    lister: Any
+    _lock: Any
+    _finished = 0
+    _closed = 0
+
+    def finish_page(self) -> bool:
+        """Count a page as read; True for the last page of the window to finish."""
+        with self._lock:
+            self._finished += 1
+            return self._finished == self.pages
+
+    def page_closed(self) -> None:
+        """A page's partition closed (its records handed on, its state queued); the last one hands on the audit."""
+        with self._lock:
+            self._closed += 1
+            last = self._closed == self.pages
+        if last and self.done is not None and self.lister.audit is not None:
+            self.lister.audit(self.done)
+
+
+class WindowRead(WindowPages, Reading):
     """The read of one window, shared by the partitions of its pages."""
 
     def __init__(self, lister: Lister, window: Window, probe: Probe) -> None:
@@ -58,8 +84,6 @@ class WindowRead(Reading):
         self.requests = probe.sent or len(probe.read)
         self._budget = max(LEAST_REREAD_REQUESTS, REREAD_REQUESTS_PER_PAGE * probe.pages)
         self._read_already = dict(probe.read)
-        self._finished = 0
-        self._closed = 0
         self._last_count = probe.first.count or 0  # the newest count TeleCMI answered for the window itself
         self._last_answered = probe.first.answered
         self._asked = probe.asked or probe.size
@@ -85,12 +109,6 @@ class WindowRead(Reading):
             self.ledger.take(number, page, keys, when)
             self.window_answered(page)
             self.hold(page.answered, taken)
-
-    def finish_page(self) -> bool:
-        """Count a page as read; True for the last page of the window to finish."""
-        with self._lock:
-            self._finished += 1
-            return self._finished == self.pages
 
     def records(self) -> Iterator[list[dict[str, Any]]]:
         """Make the window add up, then hand on each of its calls once (called by its last page to finish)."""
@@ -151,14 +169,6 @@ class WindowRead(Reading):
             f"TeleCMI's newest count for the window is {self._last_count} calls, but its reads, whole and in pieces, "
             f"return {self.found} different ones",
         )
-
-    def page_closed(self) -> None:
-        """A page's partition closed (its records handed on, its state queued); the last one hands on the audit."""
-        with self._lock:
-            self._closed += 1
-            last = self._closed == self.pages
-        if last and self.done is not None and self.lister.audit is not None:
-            self.lister.audit(self.done)
 
     def _settle(self, piece: Window, known: Optional[Ledger]) -> int:
         """Make `piece` add up; returns how many records TeleCMI counts there but never returns (its count is wrong)."""
