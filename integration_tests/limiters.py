@@ -9,6 +9,7 @@ them with a fake clock.
   (a bucket topped up by a cron-like job), still capped at `burst`.
 - `FixedWindow(per_second)`: at most `per_second` requests in each clock second, counted afresh at each
   whole second (the common "N per calendar second" counter), whatever came just before.
+- `Recorded(limiter)`: any of them, noting when each request reached it and whether it was served.
 """
 
 from __future__ import annotations
@@ -89,3 +90,37 @@ class FixedWindow:
 
     def __repr__(self) -> str:
         return f"FixedWindow(per_second={self.per_second})"
+
+
+class Recorded:
+    """A limiter that notes when each request reached it (its clock) and whether it was served: `takes`."""
+
+    def __init__(self, limiter: TokenBucket | FixedWindow, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limiter = limiter
+        self.rate = limiter.rate
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.takes: list[tuple[float, bool]] = []
+
+    def take(self) -> bool:
+        with self._lock:
+            served = self.limiter.take()
+            self.takes.append((self._clock(), served))
+            return served
+
+    def shares(self, seconds: float | None = None, allowed_extra: float = 0.0) -> tuple[float, float]:
+        """Of the requests in the first `seconds` from the first (None: all): those served over the rate's worth in
+        that time (from the first request to the last, if None) plus `allowed_extra`, and those refused over all."""
+        with self._lock:
+            takes = list(self.takes)
+        if not takes:
+            return 0.0, 0.0
+        start = takes[0][0]
+        if seconds is not None:
+            takes = [(at, served) for at, served in takes if at < start + seconds]
+        span = seconds if seconds is not None else takes[-1][0] - start
+        served = sum(1 for _, ok in takes if ok)
+        return served / (self.rate * span + allowed_extra), (len(takes) - served) / len(takes)
+
+    def __repr__(self) -> str:
+        return f"Recorded({self.limiter!r})"

@@ -3,7 +3,8 @@ or a config error that says what is wrong and that resetting the stream fixes it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
 from airbyte_cdk.models import AirbyteStateMessage
@@ -12,7 +13,8 @@ from airbyte_cdk.sources.streams.concurrent.state_converters.abstract_stream_sta
 )
 
 from source_telecmi.config import ConfigError
-from source_telecmi.timeline.instants import instant_of
+from source_telecmi.telecmi.memory import MAX_AGE_DAYS, PACING, Learned, learned_of
+from source_telecmi.timeline.instants import instant_of, iso_ms
 
 # The key of a windowed stream's state that holds its audit trail (0.4 and later): this sync's synced_at
 # (epoch ms), where it began reading again windows audited before it, the end of what was read before it,
@@ -75,6 +77,11 @@ def readable_state(stream: str, state: Mapping[str, Any]) -> dict[str, Any]:
     out = {**state, "state_type": ConcurrencyCompatibleStateType.date_range.value, "slices": readable}
     if state.get(TRAIL) is not None:
         out[TRAIL] = readable_trail(state[TRAIL], problem)
+    if PACING in state:  # what an earlier sync learned of the rate limit: a hint, dropped if unreadable
+        try:
+            out[PACING] = learned_of(state[PACING]).as_state()
+        except ValueError:
+            del out[PACING]
     return out
 
 
@@ -104,6 +111,43 @@ def readable_trail(trail: Any, problem: Any) -> dict[str, Any]:
         "until": instant(trail.get("until"), "until"),
         "windows": windows,
     }
+
+
+def learned_pacing(states: Iterable[tuple[str, Any]], now_ms: int, logger: logging.Logger) -> Optional[Learned]:
+    """What earlier syncs learned of TeleCMI's rate limit, from the streams' saved states (stream, state): the most
+    recently confirmed estimate, if fresh (`telecmi.memory`). An unreadable one is only a hint lost: a warning."""
+    found = []
+    for stream, state in states:
+        if not isinstance(state, Mapping) or state.get(PACING) is None:
+            continue
+        try:
+            found.append(learned_of(state[PACING]))
+        except ValueError as unreadable:
+            logger.warning(
+                "Stream %s: the saved state's %s cannot be read (%s); it is ignored: the rate limit is probed again",
+                stream,
+                PACING,
+                unreadable,
+            )
+    latest = max(found, key=lambda learned: learned.confirmed_at, default=None)
+    if latest is None:
+        return None
+    confirmed = iso_ms(latest.confirmed_at)
+    if not latest.fresh(now_ms):
+        logger.info(
+            "The rate limit an earlier sync learned (%.4g requests a second, confirmed %s) is older than %d days: "
+            "it is probed again",
+            latest.allowed_rate,
+            confirmed,
+            MAX_AGE_DAYS,
+        )
+        return None
+    logger.info(
+        "Pacing from the rate limit an earlier sync learned: %.4g requests a second (confirmed %s)",
+        latest.allowed_rate,
+        confirmed,
+    )
+    return latest
 
 
 def unreadable_state(what: str) -> ConfigError:

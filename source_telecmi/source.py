@@ -40,13 +40,14 @@ from source_telecmi.config import ConfigError, TelecmiConfig, upgraded
 from source_telecmi.engine.audit import SYNC_AUDIT, Audit
 from source_telecmi.engine.refusals import Skipped
 from source_telecmi.records import Conformer
-from source_telecmi.saved_state import only_stream_states, unreadable_state
+from source_telecmi.saved_state import learned_pacing, only_stream_states, unreadable_state
 from source_telecmi.secrets import one_line
 from source_telecmi.streams import Wiring, audit_stream, declared
 from source_telecmi.telecmi.answers import AccessRefused, EndpointMissing
 from source_telecmi.telecmi.client import CHECK_MAX_RETRIES, TelecmiApi
+from source_telecmi.telecmi.pacing_log import summary as pacing_summary
 from source_telecmi.telecmi.platforms import CALL_LISTS, LISTS, ListRow
-from source_telecmi.timeline.instants import check_window
+from source_telecmi.timeline.instants import check_window, now_ms
 
 QUEUE_SIZE = 10_000
 STREAMS_AT_ONCE_ENV = "SOURCE_TELECMI_STREAMS_AT_ONCE"
@@ -169,6 +170,8 @@ class SourceTelecmi(Source):
                 f"credentials (it has {', '.join(row.stream for row in rows)}; users and recordings need the app id and secret)"
             )
         api = api_of(settings, logger)
+        saved = ((name, state_manager.get_stream_state(name, None)) for name in wanted)
+        api.pacer.resume(learned_pacing(saved, now_ms(), logger))  # what earlier syncs learned of the rate limit
         skipped = Skipped()
         audit = Audit(messages)
         conformers: dict[str, Conformer] = {}  # per stream: what could not be converted to its schema
@@ -185,6 +188,7 @@ class SourceTelecmi(Source):
         failed: Optional[SyncFailed] = None
         try:
             for batch in batches:
+                paced = api.pacer.snapshot()
                 try:
                     yield from self._read_one(batch, settings, logger, messages, queue, skipped, audit)
                 except SyncFailed as error:
@@ -200,6 +204,7 @@ class SourceTelecmi(Source):
                         for line in wiring.after[stream.name].warnings():
                             logger.warning(line)
                         logger.info(wiring.after[stream.name].summary())
+                logger.info(pacing_summary([s.name for s in batch], paced, api.pacer.snapshot()))
             api.end("the sync failed" if failed else "the sync is over")
             if SYNC_AUDIT in wanted:  # after the streams it audits; if the sync failed, the windows it completed
                 yield from audit.messages(audit_stream(logger).as_airbyte_stream())

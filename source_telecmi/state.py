@@ -22,6 +22,7 @@ from airbyte_cdk.sources.streams.concurrent.state_converters.incrementing_count_
 from airbyte_cdk.sources.types import Record
 
 from source_telecmi.saved_state import PENDING, TRAIL
+from source_telecmi.telecmi.memory import PACING
 from source_telecmi.timeline.instants import DAY_MS, Window
 from source_telecmi.timeline.resuming import Trail, lookback_point
 
@@ -50,7 +51,7 @@ class MillisecondStateConverter(IncrementingCountStreamStateConverter):
 
     def serialize(self, state: MutableMapping[str, Any], state_type: ConcurrencyCompatibleStateType) -> Any:
         serialized = super().serialize(state, state_type)
-        for kept in (TRAIL, PENDING):  # the CDK keeps only the slices
+        for kept in (TRAIL, PENDING, PACING):  # the CDK keeps only the slices
             if state.get(kept) is not None:
                 serialized[kept] = copy.deepcopy(state[kept])
         return serialized
@@ -116,7 +117,9 @@ class WindowCursor(ConcurrentCursor):
     (`TRAIL`): the windows it read to their end, and where it began reading again windows audited
     before it; the next sync reads again from the start of a window, never from its middle
     (`trail`, `timeline.Trail`). `audit_landed_at` is the synced_at of the newest `sync_audit` the
-    platform kept (its state), to tell a sync killed before printing its audit.
+    platform kept (its state), to tell a sync killed before printing its audit. With `pacing`, each
+    state also holds what the sync learned of TeleCMI's rate limit (`PACING`, `telecmi.memory`), as
+    `pacing()` says at the checkpoint (None: nothing, the key goes).
     """
 
     def __init__(
@@ -131,8 +134,10 @@ class WindowCursor(ConcurrentCursor):
         lookback_ms: int = 0,
         synced_at: Optional[int] = None,
         audit_landed_at: Optional[int] = None,
+        pacing: Optional[Callable[[], Optional[dict[str, Any]]]] = None,
     ) -> None:
         saved = stream_state.get(TRAIL) if stream_state else None
+        self._pacing = pacing
         super().__init__(
             stream_name=stream_name,
             stream_namespace=None,
@@ -159,6 +164,15 @@ class WindowCursor(ConcurrentCursor):
                 "until": finished[-1][1] if finished else None,
                 "windows": [],
             }
+
+    def _emit_state_message(self) -> None:
+        if self._pacing is not None:
+            learned = self._pacing()
+            if learned is None:
+                self._concurrent_state.pop(PACING, None)
+            else:
+                self._concurrent_state[PACING] = learned
+        super()._emit_state_message()
 
     def reading(self, ranges: list[tuple[int, int]]) -> None:
         """The ranges this sync reads: where the last begins, if it reads again what was read before, goes in the trail."""

@@ -165,7 +165,9 @@ def read_daily(wiring: Wiring, row: ListRow, listers: list[Lister], incremental:
     saved = wiring.state_manager.get_stream_state(row.stream, None) if incremental else {}
     days = days_to_read(saved, settings.start, settings.end, settings.lookback_days, row.stream)
     if incremental and days:
-        cursor = DayCursor(row.stream, wiring.messages, day_of(days[-1].first), saved, wiring.skipped)
+        cursor = DayCursor(
+            row.stream, wiring.messages, day_of(days[-1].first), saved, wiring.skipped, pacing=pacing_of(wiring.api)
+        )
     return DayReading(listers[0], days, wiring.skipped), cursor or FinalStateCursor(row.stream, None, wiring.messages)
 
 
@@ -260,8 +262,19 @@ def window_cursor(
         lookback_ms=settings.lookback_ms,
         synced_at=instant_of(wiring.audit.synced_at) if wiring else None,
         audit_landed_at=instant_of(landed) if landed is not None else None,
+        pacing=pacing_of(wiring.api) if wiring else None,
         **extra,
     )
+
+
+def pacing_of(api: TelecmiApi) -> Callable[[], Optional[dict[str, Any]]]:
+    """What the sync has learned of TeleCMI's rate limit so far, as a state holds it (None: nothing)."""
+
+    def learned() -> Optional[dict[str, Any]]:
+        found = api.pacer.learned()
+        return found.as_state() if found is not None else None
+
+    return learned
 
 
 def audit_stream(logger: logging.Logger) -> DefaultStream:

@@ -12,7 +12,9 @@ from types import SimpleNamespace
 import pytest
 
 from integration_tests.limiters import FixedWindow, TokenBucket
+from source_telecmi.telecmi.memory import Learned
 from source_telecmi.telecmi.pacing import Pacer, RateLimitExhausted
+from source_telecmi.telecmi.pacing_log import summary
 
 LOGGER = logging.getLogger("test_pacing")
 
@@ -461,20 +463,35 @@ class Sim:
 
     Each worker loops as one of the connector's threads: take a slot (`Pacer._try_acquire`, the step
     `slot()` repeats), send, release the slot, report the answer. A request reaches the limiter up to
-    `jitter_s` after it starts; a served one is answered after about `latency_s`, a refused one at once
-    (as the simulator answers a 429 before its latency). Each worker has its own thread-local, as a thread.
+    `jitter_s` after it starts (or `jitter(random)` seconds after, a model of real threads' timing); a served
+    one is answered after about `latency_s`, a refused one at once (as the simulator answers a 429 before its
+    latency). Each worker has its own thread-local, as a thread. `learned`: what an earlier sync learned
+    (`Pacer.resume`). `takes`: when each request reached the limiter, and whether it was served.
     """
 
-    def __init__(self, limiter, latency_s: float, retry_after=None, workers: int = 8, jitter_s=0.0005, seed=1):
+    def __init__(
+        self,
+        limiter,
+        latency_s: float,
+        retry_after=None,
+        workers: int = 8,
+        jitter_s=0.0005,
+        seed=1,
+        jitter=None,
+        learned=None,
+    ):
         self.now = 0.0
         self.limiter = limiter(lambda: self.now)
         self.pacer = Pacer(workers, LOGGER, clock=lambda: self.now, sleep=self._no_sleep)
-        self.latency_s, self.retry_after, self.jitter_s = latency_s, retry_after, jitter_s
+        self.pacer.resume(learned)
+        self.latency_s, self.retry_after = latency_s, retry_after
+        self.jitter = jitter or (lambda rnd: rnd.uniform(0, jitter_s))
         self.random = random.Random(seed)
         self.locals = [SimpleNamespace() for _ in range(workers)]
         self.events: list = [(0.0, w, w, "try") for w in range(workers)]
         self.waiting: set[int] = set()
         self.served = self.refused = 0
+        self.takes: list[tuple[float, bool]] = []
         self._n = workers
 
     @staticmethod
@@ -508,9 +525,10 @@ class Sim:
     def _try(self, worker: int) -> None:
         wait = self.pacer._try_acquire()
         if wait is None:
-            arrives = self.now + self.random.uniform(0, self.jitter_s)
+            arrives = self.now + self.jitter(self.random)
             now, self.now = self.now, arrives
             served = self.limiter.take()
+            self.takes.append((arrives, served))
             self.now = now
             latency = self.latency_s * self.random.uniform(0.9, 1.1) if served else 0.0005
             self._at(arrives + latency, worker, "served" if served else "refused")
@@ -568,3 +586,242 @@ def test_without_a_rate_limit_the_simulated_workers_never_wait():
     sim = Sim(lambda clock: SimpleNamespace(take=lambda: True), 0.05).run(10.0)
     assert sim.pacer.rate is None and sim.refused == 0
     assert sim.served >= 8 * 10 / 0.0555 * 0.95  # eight in flight all the time: the latency, and nothing more
+
+
+# Lone 429s, the margin, and what a sync learned ------------------------------------------------------------
+
+
+def anchored(fake: FakeTime, pacer: Pacer, limiter, until_s: float) -> None:
+    """Requests one after the other against `limiter` (on the fake clock) until `until_s`."""
+    while fake.now < until_s:
+        with pacer.slot():
+            served = limiter.take()
+        if served:
+            pacer.answered()
+        else:
+            pacer.rate_limited(None)
+
+
+def test_the_lone_tuning():
+    assert (Pacer.LONE_SERVED, Pacer.LONE_PAUSE) == (8, 1.0)
+
+
+def test_a_lone_429_once_answers_flow_costs_an_interval_and_429s_that_keep_coming_pause_every_worker():
+    pacer, fake = fake_pacer(8)
+    for _ in range(9):
+        send(pacer)
+    assert pacer.rate_limited(None) == 1.0  # the first round: no rate yet, the pacer's own pause
+    for _ in range(Pacer.LONE_SERVED):
+        answer(pacer)
+    rate = pacer.rate
+    assert round_of_429(pacer) == pytest.approx(1 / rate)  # lone: one interval of the rate, not 1 s
+    assert round_of_429(pacer) == 1.0  # at once another: 429s keep coming, every worker pauses ...
+    assert round_of_429(pacer) == 2.0  # ... doubling while they do
+    for _ in range(Pacer.LONE_SERVED):
+        answer(pacer)
+    assert round_of_429(pacer) < 1.0  # lone again
+
+
+def test_the_retry_after_of_a_lone_429_holds_the_refused_request_only_while_429s_keep_coming_hold_all():
+    pacer, fake = fake_pacer(8)
+    with ThreadPoolExecutor(max_workers=1) as other:
+        for _ in range(9):
+            send(pacer)
+        pacer.rate_limited(5.0)  # the first round: every worker pauses 5 s
+        for _ in range(Pacer.LONE_SERVED):
+            answer(pacer)
+        assert round_of_429(pacer, 5.0) == pytest.approx(5.0)  # lone: this thread waits 5 s ...
+        refused_at = fake.now
+        other.submit(answer, pacer).result()  # ... the others go on at the rate
+        assert fake.now - refused_at < 1.0
+        send(pacer)  # this one waits its Retry-After
+        assert fake.now == pytest.approx(refused_at + 5.0)
+        assert round_of_429(pacer, 5.0) == pytest.approx(5.0)  # at once another: this time every worker pauses
+        paused_at = fake.now
+        other.submit(send, pacer).result()
+        assert fake.now == pytest.approx(paused_at + 5.0)
+
+
+def test_a_lone_refusal_under_the_estimate_widens_the_margin_and_keeps_the_estimate():
+    """A request that arrived early (a client's timing is never exact): the next ones start a millisecond later."""
+    pacer, fake = fake_pacer(8, first_pause_s=0.5)
+    anchored(fake, pacer, TokenBucket(20, 1, clock=fake.clock), 12.0)  # converged: 20 a second, just under
+    rate, anchor = pacer.rate, pacer._rates.anchor
+    assert pacer._rates.margin_s == 0.0 and 19.0 < rate <= anchor < 20.0
+    round_of_429(pacer)  # refused though under the estimate
+    assert (pacer.rate, pacer._rates.anchor) == (rate, anchor)
+    assert pacer._rates.margin_s == pytest.approx(0.001)
+    send(pacer)  # one interval's pause
+    with pacer.slot():
+        pass
+    assert fake.sleeps[-1] == pytest.approx(1 / rate + 0.001, abs=1e-6)  # then 1/R and the margin apart
+    for _ in range(100):
+        answer(pacer)
+    assert pacer._rates.margin_s == pytest.approx(0.0005)  # narrowed while none is refused
+
+
+def test_a_refusal_right_after_one_taken_for_early_was_no_accident():
+    pacer, fake = fake_pacer(8, first_pause_s=0.5)
+    anchored(fake, pacer, TokenBucket(20, 1, clock=fake.clock), 12.0)
+    anchor = pacer._rates.anchor
+    round_of_429(pacer)
+    assert pacer._rates.margin_s == pytest.approx(0.001)
+    round_of_429(pacer)  # the next request refused too: the limiter had nothing left
+    assert pacer._rates.margin_s == 0.0 and pacer._rates.anchor != anchor
+
+
+def test_refusals_that_come_often_are_a_lower_limit_not_timing():
+    pacer, fake = fake_pacer(8, first_pause_s=0.5)
+    anchored(fake, pacer, TokenBucket(20, 1, clock=fake.clock), 12.0)
+    anchored(fake, pacer, TokenBucket(14, 1, clock=fake.clock), 30.0)  # TeleCMI lowers its limit
+    assert 12.0 < pacer.rate < 14.0 and pacer._rates.anchor < 14.5
+    assert pacer._rates.margin_s == 0.0  # the refusals taken for early arrivals at first were the limit's
+
+
+def test_a_pacer_resumed_from_what_a_sync_learned_paces_from_its_first_request():
+    pacer, fake = fake_pacer(8, wall_ms=lambda: 1_700_000_000_000)
+    pacer.resume(Learned(20.0, 1_600_000_000_000, 2.0))
+    assert pacer.rate == pytest.approx(19.8)  # just under it
+    assert pacer.learned() == Learned(20.0, 1_600_000_000_000, 2.0)
+    for _ in range(5):
+        answer(pacer)  # no burst at the start: evenly spaced from the first
+    assert fake.sleeps == pytest.approx([1 / 19.8 + 0.002] * 4, rel=1e-3)
+    round_of_429(pacer)  # a 429 confirms it
+    assert pacer.learned().confirmed_at == 1_700_000_000_000
+
+
+def test_nothing_learned_without_a_429_nor_while_the_rate_doubles_nor_once_it_left_the_estimate_behind():
+    pacer, fake = fake_pacer(8)
+    pacer.resume(None)  # a state without it (0.3's): as without
+    for _ in range(20):
+        answer(pacer)
+    assert pacer.learned() is None and pacer.rate is None and fake.sleeps == []
+    for _ in range(9):
+        send(pacer)
+    pacer.rate_limited(None)
+    assert pacer.rate is not None and pacer.learned() is None  # doubling: no estimate yet
+    pacer, fake = fake_pacer(8)
+    pacer.resume(Learned(5.0, 1_600_000_000_000))
+    while pacer.learned() is not None and fake.now < 300:  # TeleCMI no longer refuses at 5 a second
+        answer(pacer)
+    assert pacer.rate >= 10.0 and fake.now < 150  # twice the estimate without a 429: probing again, nothing to keep
+
+
+def test_snapshots_give_a_streams_requests_429s_estimate_and_pauses():
+    pacer, fake = fake_pacer(8)
+    before = pacer.snapshot()
+    assert (
+        summary(["calls"], before, before)
+        == "Stream calls: 0 requests, 0 answered 429; no rate limit met; paused 0.0 s"
+    )
+    for _ in range(9):
+        send(pacer)
+    pacer.rate_limited(None)  # 1 s
+    for _ in range(Pacer.LONE_SERVED):
+        answer(pacer)
+    after = pacer.snapshot()
+    assert after.requests == 17 and after.rate_limited == 1 and after.paused_s == 1.0
+    assert summary(["calls"], before, after) == (
+        "Stream calls: 17 requests, 1 answered 429 (5.9%); allowed rate not estimated yet; paused 1.0 s"
+    )
+    pacer._rates.resume(19.6, 0.0, fake.now)
+    assert "allowed rate estimated at 19.6 requests a second" in summary(["calls"], after, pacer.snapshot())
+    assert summary(["a", "b"], after, after).startswith("Streams a, b: 0 requests")
+
+
+# Simulated syncs under the jitter of real threads, and the second sync of each limiter ---------------------------
+
+# A request's way from its start to the limiter, as measured against the simulator (2 cores, another process):
+# within a millisecond or two, and one in twenty up to 5 ms more.
+REAL_THREADS = {
+    "up to 2 ms": lambda rnd: rnd.uniform(0, 0.002),
+    "1 ms, one in 20 up to 5 ms more": lambda rnd: (
+        rnd.uniform(0, 0.001) + (rnd.uniform(0, 0.005) if rnd.random() < 0.05 else 0.0)
+    ),
+}
+
+
+def shares(sim: Sim, rate: float, burst: float, seconds: float, start: float = 0.0) -> tuple[float, float]:
+    """Of the requests that reached the limiter in `seconds` from `start`: those served over those it allowed (its
+    rate, and its burst), and those refused over all."""
+    takes = [served for at, served in sim.takes if start <= at < start + seconds]
+    return sum(takes) / (rate * seconds + burst), (len(takes) - sum(takes)) / max(1, len(takes))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jitter", list(REAL_THREADS))
+def test_a_burst_of_one_gets_85_percent_of_its_rate_with_5_percent_refused_under_real_threads_jitter(jitter):
+    """The limiters that mind a client's timing most: a token bucket of a burst of one refuses two requests closer
+    than 1/rate. At the bench's rates (5 and 20 a second), 2, 50 and 100 ms, each 429 form."""
+    make, burst = SHAPES["token bucket, burst 1"]
+    misses = []
+    for rate in (5, 20):
+        duration_s = max(60.0, 400 / rate)
+        for latency_s in (0.002, 0.05, 0.1):
+            for retry_after in (None, 0.0, 1.0):
+                sim = Sim(make(rate), latency_s, retry_after, jitter=REAL_THREADS[jitter]).run(duration_s)
+                share, refused = shares(sim, rate, burst(rate), duration_s)
+                if share < 0.85 or refused > 0.05:
+                    misses.append(f"{rate}/s {latency_s * 1000:g} ms {retry_after}: {share:.1%}, {refused:.1%}")
+    assert misses == []
+
+
+def second_sync(make, rate: float, latency_s: float, retry_after, duration_s: float, jitter=None, first_s=None) -> Sim:
+    """A sync against a fresh limiter of the same shape, from what a first sync (of `first_s`) against one learned."""
+    first = Sim(make(rate), latency_s, retry_after, jitter=jitter).run(first_s or duration_s)
+    learned = first.pacer.learned()
+    assert learned is not None
+    return Sim(make(rate), latency_s, retry_after, seed=2, jitter=jitter, learned=learned).run(duration_s)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_a_second_sync_gets_90_percent_of_the_rate_from_its_first_seconds_with_1_percent_refused(shape):
+    """What the first sync learned, the second starts from: 90% of the rate over its first 5 s and over the whole of it,
+    1% refused at most."""
+    make, burst = SHAPES[shape]
+    misses = []
+    for rate in (5, 20, 50):
+        duration_s = max(60.0, 400 / rate)
+        for latency_s in (0.002, 0.05, 0.1):
+            for retry_after in (None, 1.0):
+                sim = second_sync(make, rate, latency_s, retry_after, duration_s)
+                early = shares(sim, rate, 0.0, 5.0)[0]  # of the rate: what the limiter banked is not the rate
+                share, refused = shares(sim, rate, max(0.0, burst(rate) - rate), duration_s)
+                if min(early, share) < 0.9 or refused > 0.01:
+                    misses.append(
+                        f"{rate}/s {latency_s * 1000:g} ms {retry_after}: {early:.1%}, {share:.1%}, {refused:.1%}"
+                    )
+    assert misses == []
+
+
+@pytest.mark.slow
+def test_a_second_sync_against_a_burst_of_one_under_real_threads_jitter_gets_90_percent_with_1_percent_refused():
+    make, _ = SHAPES["token bucket, burst 1"]
+    misses = []
+    for rate in (5, 20):
+        duration_s = max(60.0, 400 / rate)
+        for latency_s in (0.002, 0.05, 0.1):
+            for retry_after in (None, 1.0):
+                sim = second_sync(make, rate, latency_s, retry_after, duration_s, REAL_THREADS["up to 2 ms"])
+                early = shares(sim, rate, 0.0, 5.0)[0]
+                share, refused = shares(sim, rate, 0.0, duration_s)
+                if min(early, share) < 0.9 or refused > 0.01:
+                    misses.append(
+                        f"{rate}/s {latency_s * 1000:g} ms {retry_after}: {early:.1%}, {share:.1%}, {refused:.1%}"
+                    )
+    assert misses == []
+
+
+def test_a_second_sync_against_a_burst_of_one_starts_at_its_rate_and_is_seldom_refused():
+    """20 a second, a burst of one, 2 ms, arrivals up to 2 ms late: without what the first sync learned the second
+    would start as the first (a burst refused, a pause, the rate doubling up from one a second)."""
+    make, _ = SHAPES["token bucket, burst 1"]
+    jitter = REAL_THREADS["up to 2 ms"]
+    first = Sim(make(20), 0.002, None, jitter=jitter).run(40.0)
+    share, refused = shares(first, 20, 0, 5.0)
+    assert share < 0.7 and refused > 0.05
+    second = second_sync(make, 20, 0.002, None, 20.0, jitter, first_s=40.0)
+    for seconds in (2.0, 5.0, 20.0):
+        assert shares(second, 20, 0, seconds)[0] >= 0.9, seconds
+    assert shares(second, 20, 0, 20.0)[1] <= 0.01

@@ -28,6 +28,7 @@ from source_telecmi.engine.port import Endpoint
 from source_telecmi.engine.reading import Lister
 from source_telecmi.engine.refusals import Skipped, refusals
 from source_telecmi.secrets import one_line
+from source_telecmi.telecmi.memory import PACING
 from source_telecmi.timeline.instants import DAY_MS, Window, day_of, day_start, day_windows, instant_of, iso_ms, now_ms
 
 DAY_FIELD = "day"
@@ -41,7 +42,8 @@ class DayCursor(FinalStateCursor):
     `last_day` is the last day the sync reads; the state never passes the day before `now` (the
     day the sync started, UTC, has not ended: it is read again next time). The state is emitted
     when the stream is done, which the sync only reaches with every day read, or with the stream
-    skipped (TeleCMI refused it): then the state it had stays as it was.
+    skipped (TeleCMI refused it): then the state it had stays as it was. Beside the day, `pacing()`
+    (if given and not None): what the sync learned of TeleCMI's rate limit (`PACING`, `telecmi.memory`).
     """
 
     def __init__(
@@ -52,17 +54,20 @@ class DayCursor(FinalStateCursor):
         saved: Mapping[str, Any],
         skipped: Skipped,
         now: Optional[int] = None,
+        pacing: Optional[Callable[[], Optional[dict[str, Any]]]] = None,
     ) -> None:
         super().__init__(stream, None, messages)
         self._last_day = min(last_day, last_ended_day(now_ms() if now is None else now))
         self._saved = dict(saved)
         self._skipped = skipped
+        self._pacing = pacing
 
     @property
     def state(self) -> MutableMapping[str, Any]:
         if self._stream_name in self._skipped.reasons:
             return dict(self._saved)
-        return {DAY_FIELD: self._last_day}
+        learned = self._pacing() if self._pacing is not None else None
+        return {DAY_FIELD: self._last_day, **({PACING: learned} if learned is not None else {})}
 
 
 def last_ended_day(now: int) -> str:

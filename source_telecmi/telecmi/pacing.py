@@ -2,10 +2,12 @@
 
 TeleCMI documents no rate limit, so the connector finds it. The level bounds the requests in flight
 (down to 0.7 of itself on a round of 429s, up by about one a round); the rate, none until the first
-429, bounds how many start per second: set from what the limiter was seen to grant between
-refusals, restarted just under that estimate and grown as a cubic of the time (as TCP CUBIC). A 429
-also pauses every worker; TeleCMI's Retry-After wins when it is a real hint. The whole design, with
-why each rule is there: docs/pacing.md.
+429 (or what an earlier sync learned), bounds how many start per second: set from what the limiter
+was seen to grant between refusals, restarted just under that estimate and grown as a cubic of the
+time (as TCP CUBIC), with a margin between starts for the client's own timing. A lone 429 while
+answers flow costs one interval of the rate, and its Retry-After holds only the refused request;
+while 429s keep coming, every worker pauses, and TeleCMI's Retry-After wins when it is a real hint.
+The whole design, with why each rule is there: docs/pacing.md.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Optional
 
-from source_telecmi.telecmi.rate import Rate
+from source_telecmi.telecmi.memory import Learned
+from source_telecmi.telecmi.pacing_log import Snapshot
+from source_telecmi.telecmi.rate import KEEP, Rate
 
 
 class RateLimitExhausted(Exception):
@@ -46,6 +50,11 @@ class Pacer:
     # header would fail the sync; such a value is likelier a unit misread (milliseconds) or the end of a
     # daily quota, which no pause within patience outlasts anyway.
     MAX_RETRY_AFTER_S = 600.0
+    # A 429 after this many answers since the last round, once there is a rate, is lone: it pauses every
+    # worker for LONE_PAUSE intervals of the rate only (at most the first pause), and its Retry-After holds
+    # the refused request only.
+    LONE_SERVED = 8
+    LONE_PAUSE = 1.0
 
     def __init__(
         self,
@@ -59,6 +68,7 @@ class Pacer:
         log_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         if ceiling < 1:
             raise ValueError(f"The concurrency ceiling must be at least 1, not {ceiling}")
@@ -71,6 +81,7 @@ class Pacer:
         self._log_interval_s = log_interval_s
         self._clock = clock
         self._sleep = sleep
+        self._wall_ms = wall_ms
         self._cond = threading.Condition()
         # .seq, .start, .rate: the number of the request this thread sent last, when, and the rate then
         self._local = threading.local()
@@ -78,6 +89,8 @@ class Pacer:
         self._in_flight = 0
         self._sent = 0  # the number the next request gets
         self._round_start = 0  # requests numbered below this were sent before the last decrease
+        self._round_served = 0  # answers of this round
+        self._round_lone = False  # whether this round began with a lone 429
         self._resume_at = -math.inf
         self._next_pause_s = self._first_pause_s
         self._limited_since: Optional[float] = None  # the first 429 since the last answer
@@ -87,6 +100,8 @@ class Pacer:
         self._lowest = float(ceiling)
         self._limit_seen: Optional[float] = None  # the level at the last decrease
         self._rates = Rate(clock, self.DECREASE)
+        self._confirmed_ms: Optional[int] = None  # when a 429 last confirmed the estimate (epoch ms)
+        self._paused_s = 0.0
 
     @property
     def level(self) -> float:
@@ -108,6 +123,26 @@ class Pacer:
     def stats(self) -> dict:
         with self._cond:
             return {**self._counts, "lowest_level": self._lowest}
+
+    def snapshot(self) -> Snapshot:
+        with self._cond:
+            return Snapshot(self._sent, self._counts["rate_limited"], self._paused_s, self._rates.anchor)
+
+    def resume(self, learned: Optional[Learned]) -> None:
+        """Start from what an earlier sync learned (None: nothing, probe as without)."""
+        if learned is None:
+            return
+        with self._cond:
+            self._rates.resume(learned.allowed_rate, learned.margin_ms / 1000.0, self._clock())
+            self._confirmed_ms = learned.confirmed_at
+
+    def learned(self) -> Optional[Learned]:
+        """What this sync knows of the allowed rate, for the next: None while there is no estimate."""
+        with self._cond:
+            anchor = self._rates.anchor
+            if anchor is None or self._confirmed_ms is None:
+                return None
+            return Learned(round(anchor, 4), self._confirmed_ms, round(self._rates.margin_s * 1000.0, 3))
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -133,7 +168,7 @@ class Pacer:
         """Take a slot now and return None, or return how long to wait (inf: until a slot is released)."""
         now = self._clock()
         self._check_patience(now)
-        pause = self._resume_at - now
+        pause = max(self._resume_at, getattr(self._local, "held_until", -math.inf)) - now
         if pause > 0:
             if self._limited_since is not None:  # wake in time to give up, not after a long Retry-After
                 pause = min(pause, self._limited_since + self._patience_s - now)  # > 0: patience is not over
@@ -145,7 +180,7 @@ class Pacer:
             return min(wait, self._POLL_S)
         self._in_flight += 1
         self._local.seq, self._local.start, self._local.rate = self._sent, now, self._rates.value
-        self._rates.started(now)
+        self._local.gap = self._rates.started(now)
         self._sent += 1
         return None
 
@@ -163,6 +198,7 @@ class Pacer:
             if not self._this_round():
                 return  # sent before the last decrease: its success says nothing about the new level
             self._next_pause_s = self._first_pause_s
+            self._round_served += 1
             self._rates.grow()
             if self._level < self._ceiling:
                 before = self._level
@@ -174,7 +210,12 @@ class Pacer:
                 self._cond.notify_all()
 
     def rate_limited(self, retry_after_s: Optional[float]) -> float:
-        """A 429 was read: lower L and R once per round and pause every worker. Returns the pause left, in seconds."""
+        """A 429 was read: lower L and R once per round, and pause. Returns the pause left for this thread, in seconds.
+
+        A lone 429 (answers flowed since the last round, and there is a rate) pauses every worker for an interval
+        of the rate, and its Retry-After holds this thread only; otherwise every worker pauses,
+        for TeleCMI's Retry-After when it is a real hint, else for the pacer's own pause, doubling while 429s
+        continue."""
         with self._cond:
             now = self._clock()
             self._counts["rate_limited"] += 1
@@ -182,33 +223,48 @@ class Pacer:
                 self._limited_since = now
             self._check_patience(now)
             new_round = self._this_round()
+            hint = None
             if retry_after_s is not None and 0.0 < retry_after_s <= self.MAX_RETRY_AFTER_S:
-                pause = retry_after_s * self._wait_scale
-            elif new_round:  # no Retry-After, or one that is no hint: our own pause
-                pause = self._next_pause_s
-                self._next_pause_s = min(self._longest_pause_s, pause * 2)
-            else:
-                pause = 0.0  # a late 429 of the round already paused for
-            self._rates.paused_until = self._resume_at
-            self._resume_at = max(self._resume_at, now + pause)
+                hint = retry_after_s * self._wait_scale
+            if new_round:
+                self._round_lone = self._rates.value is not None and self._round_served >= self.LONE_SERVED
             local = self._local
+            self._rates.paused_until = self._resume_at
             estimate = self._rates.refused(
                 getattr(local, "seq", None),
                 getattr(local, "start", None),
                 getattr(local, "rate", None),
                 new_round,
                 first_round=self._counts["decreases"] == (0 if new_round else 1),
+                gap=getattr(local, "gap", None),
             )
+            if self._round_lone:  # a lone 429, or a late one of its round
+                rate = self._rates.value or 1.0
+                pause = min(self._first_pause_s, self.LONE_PAUSE / rate) if new_round else 0.0
+                if hint is not None:
+                    local.held_until = now + hint
+            elif hint is not None:
+                pause = hint
+            elif new_round:  # no Retry-After, or one that is no hint: our own pause
+                pause = self._next_pause_s
+                self._next_pause_s = min(self._longest_pause_s, pause * 2)
+            else:
+                pause = 0.0  # a late 429 of the round already paused for
+            self._paused_s += max(0.0, now + pause - max(now, self._resume_at))
+            self._resume_at = max(self._resume_at, now + pause)
             if new_round:
                 before = self._level
                 self._limit_seen = self._level
                 self._level = max(1.0, self._level * self.DECREASE)
                 self._round_start = self._sent
+                self._round_served = 0
                 self._counts["decreases"] += 1
                 self._lowest = min(self._lowest, self._level)
                 self._rates.restart(estimate, at=self._resume_at)
+                if estimate is KEEP or (estimate is not None and self._rates.anchor is not None):
+                    self._confirmed_ms = self._wall_ms()
                 self._log_change(before, f"TeleCMI is rate limiting (HTTP 429); pausing {pause:.1f} s")
-            return max(0.0, self._resume_at - now)
+            return max(0.0, max(self._resume_at, getattr(local, "held_until", -math.inf)) - now)
 
     def _this_round(self) -> bool:
         """Whether this thread's last request was sent after the last decrease (or it sent none through us)."""
