@@ -137,7 +137,8 @@ class WindowCursor(ConcurrentCursor):
         pacing: Optional[Callable[[], Optional[dict[str, Any]]]] = None,
     ) -> None:
         saved = stream_state.get(TRAIL) if stream_state else None
-        self._pacing = pacing
+        # Keys kept beside the CDK's slices, each read anew at every checkpoint (None: the key goes).
+        self._beside: dict[str, Callable[[], Optional[Any]]] = {PACING: pacing} if pacing is not None else {}
         super().__init__(
             stream_name=stream_name,
             stream_namespace=None,
@@ -166,12 +167,12 @@ class WindowCursor(ConcurrentCursor):
             }
 
     def _emit_state_message(self) -> None:
-        if self._pacing is not None:
-            learned = self._pacing()
-            if learned is None:
-                self._concurrent_state.pop(PACING, None)
+        for key, read in self._beside.items():
+            value = read()
+            if value is None:
+                self._concurrent_state.pop(key, None)
             else:
-                self._concurrent_state[PACING] = learned
+                self._concurrent_state[key] = value
         super()._emit_state_message()
 
     def reading(self, ranges: list[tuple[int, int]]) -> None:
@@ -237,12 +238,8 @@ class FileCursor(WindowCursor):
 
     def __init__(self, *args: Any, pending: Callable[[], dict[str, Any]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pending = pending
+        self._beside[PENDING] = pending
         self._concurrent_state[PENDING] = pending()
-
-    def _emit_state_message(self) -> None:
-        self._concurrent_state[PENDING] = self._pending()
-        super()._emit_state_message()
 
     def close_partition(self, partition: Partition) -> None:
         if partition.to_slice() is None:
