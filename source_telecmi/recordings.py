@@ -14,7 +14,7 @@ from typing import Any, Optional
 from source_telecmi.records import Conformer
 from source_telecmi.secret_values import replace_secrets
 from source_telecmi.telecmi.platforms import FileSource
-from source_telecmi.timeline.instants import iso_ms
+from source_telecmi.timeline.instants import iso_or_none
 
 
 def has_file(source: FileSource, record: Mapping[str, Any], unnamed: Optional[Counter[str]] = None) -> Optional[str]:
@@ -50,7 +50,7 @@ def recording_of(
             "cmiuid": key,
             "call_stream": source.stream,
             "time": instant,
-            "started_at": iso_ms(instant) if instant is not None else None,
+            "started_at": iso_or_none(instant),
             "agent": record.get("agent"),
         }
         changes: list[Any] = []

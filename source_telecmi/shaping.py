@@ -18,7 +18,7 @@ from source_telecmi.records import Conformer
 from source_telecmi.secret_values import replace_secrets
 from source_telecmi.secrets import without_secrets
 from source_telecmi.telecmi.platforms import ListRow
-from source_telecmi.timeline.instants import instant_of, iso_ms
+from source_telecmi.timeline.instants import instant_of, iso_or_none
 
 STARTED_AT = "started_at"
 
@@ -68,7 +68,7 @@ def shaper(row: ListRow, conform: Conformer) -> Callable[[dict[str, Any], Option
             if instant is None and out.get(row.cursor) is not None:
                 changes.append((row.cursor, NULLED))  # a time read in no form: null, and said so on the row
             out[row.cursor] = instant
-            out[STARTED_AT] = iso_ms(instant) if instant is not None else None
+            out[STARTED_AT] = iso_or_none(instant)
         out.update(row.constants)
         shaped = conform(out, changes)
         replace_secrets(shaped, changes)

@@ -27,7 +27,7 @@ from airbyte_cdk.sources.types import Record
 from source_telecmi.engine.ledger import FileCounts
 from source_telecmi.engine.port import FileSource
 from source_telecmi.telecmi.page import Fetched
-from source_telecmi.timeline.instants import DAY_MS, iso_ms, now_ms
+from source_telecmi.timeline.instants import DAY_MS, iso_ms, iso_or_none, now_ms
 
 FOLDER = "recordings"
 # What a pending file's entry in the state keeps: enough to make its record again when it is delivered.
@@ -184,7 +184,9 @@ class Deliveries:
         """The saved state's pending files, asked for again: a record for each one delivered now."""
         if self._pool is None:
             return
-        due = [{"file": name, **entry, "started_at": _iso(entry.get("time"))} for name, entry in self.pending.due()]
+        due = [
+            {"file": name, **entry, "started_at": iso_or_none(entry.get("time"))} for name, entry in self.pending.due()
+        ]
         for data, fetched, where in self._pool.map(self._fetch, due):
             if fetched.status == "downloaded":
                 yield self._record(data, fetched, where, None, None)
@@ -264,10 +266,6 @@ class Deliveries:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._fetcher is not None:
             self._fetcher.abandon()
-
-
-def _iso(instant: Optional[int]) -> Optional[str]:
-    return iso_ms(instant) if instant is not None else None
 
 
 class PendingPartition(Partition):

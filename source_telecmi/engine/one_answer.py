@@ -29,7 +29,17 @@ from source_telecmi.engine.reading import Lister
 from source_telecmi.engine.refusals import Skipped, refusals
 from source_telecmi.secrets import one_line
 from source_telecmi.telecmi.memory import PACING
-from source_telecmi.timeline.instants import DAY_MS, Window, day_of, day_start, day_windows, instant_of, iso_ms, now_ms
+from source_telecmi.timeline.instants import (
+    DAY_MS,
+    Window,
+    day_of,
+    day_start,
+    day_windows,
+    instant_of,
+    iso_ms,
+    iso_or_none,
+    now_ms,
+)
 
 DAY_FIELD = "day"
 DAILY_STREAM = "daily_call_totals"
@@ -204,4 +214,4 @@ class SinglePartition(Partition):
 def balance_extra(record: dict[str, Any]) -> dict[str, Any]:
     """When the balance expires, as ISO-8601 UTC to the millisecond (None where TeleCMI sends no usable time)."""
     expire = instant_of(record.get("expire"))
-    return {"expires_at": iso_ms(expire) if expire is not None else None}
+    return {"expires_at": iso_or_none(expire)}

@@ -97,6 +97,11 @@ def iso_ms(instant: int) -> str:
     return f"{datetime.fromtimestamp(seconds, tz=UTC).strftime('%Y-%m-%dT%H:%M:%S')}.{millis:03d}Z"
 
 
+def iso_or_none(instant: Optional[int]) -> Optional[str]:
+    """`iso_ms` of an instant that may be missing (None stays None)."""
+    return iso_ms(instant) if instant is not None else None
+
+
 def format_ms(instant: int) -> str:
     """An epoch-ms instant as a readable UTC date, for messages."""
     return iso_ms(instant)
