@@ -122,3 +122,16 @@ def as_count(value: Any) -> Optional[int]:
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)
     return None
+
+
+def whole(response: requests.Response, content: bytes) -> requests.Response:
+    """`response` with its body read: `content` (the connection is let go)."""
+    response._content = content
+    response._content_consumed = True  # type: ignore[attr-defined]
+    response.close()
+    return response
+
+
+def is_whole(response: requests.Response) -> bool:
+    """Whether the body of `response` has been read (else it is still being streamed: a file)."""
+    return bool(response._content_consumed)  # type: ignore[attr-defined]

@@ -32,7 +32,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.secrets import one_line
 from source_telecmi.telecmi.answers import resolve
-from source_telecmi.telecmi.body import body_of, code_of, message_of
+from source_telecmi.telecmi.body import body_of, code_of, is_whole, message_of, whole
 from source_telecmi.telecmi.page import Fetched
 from source_telecmi.telecmi.session import SyncEnded, wait_scale
 
@@ -129,14 +129,13 @@ class FileFetcher:
         except requests.RequestException as error:
             raise Fault(self._said(error)) from None
         try:
-            if response._content_consumed:  # type: ignore[attr-defined] # a small JSON answer, read whole
+            if is_whole(response):  # a small JSON answer, read whole
                 return self._answer(response)
             ctype = response.headers.get("Content-Type")
             if response.status_code != 200 or not _audio(ctype, first):
                 if response.status_code == 200:
                     raise Fault(f"TeleCMI answered {ctype or 'no Content-Type'} where audio was expected")
-                response._content, response._content_consumed = first, True  # type: ignore[attr-defined]
-                return self._answer(response)
+                return self._answer(whole(response, first))
             size, digest = self._stream(response, first, target)
             return Fetched("downloaded", size, digest, (ctype or "").split(";")[0].strip() or None)
         finally:

@@ -17,6 +17,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_telecmi.telecmi.answers import rate_limited, retry_after_s
+from source_telecmi.telecmi.body import is_whole, whole
 from source_telecmi.telecmi.pacing import Pacer, RateLimitExhausted
 from source_telecmi.telecmi.session import Reachability, SyncEnded
 
@@ -114,7 +115,7 @@ class Transport(requests.Session):
                     if self.ended:  # the sync ended while this request waited for its turn
                         raise SyncEnded(self.ended)
                     response, first = send(request, **kwargs)
-                if not (response.status_code == 429 or (response._content_consumed and rate_limited(response))):  # type: ignore[attr-defined]
+                if not (response.status_code == 429 or (is_whole(response) and rate_limited(response))):  # type: ignore[attr-defined]
                     self._pacer.answered()
                     return response, first
                 response.close()
@@ -170,14 +171,6 @@ class Transport(requests.Session):
 
 # An answer at most this long that opens with "{" is read whole, as an answer of TeleCMI's (JSON).
 SMALL_ANSWER = 65536
-
-
-def whole(response: requests.Response, content: bytes) -> requests.Response:
-    """`response` with its body read: `content`."""
-    response._content = content
-    response._content_consumed = True  # type: ignore[attr-defined]
-    response.close()
-    return response
 
 
 @contextmanager
